@@ -1,0 +1,3 @@
+from sparse_exp.cli import main
+
+main()

@@ -1,0 +1,175 @@
+"""The `sparse-exp` command: compose the Hydra config, validate it, hand it to experiment.run().
+
+    sparse-exp                                   # the default experiment (FreezeNet, LeNet-5, Fashion-MNIST)
+    sparse-exp model=vgg16 dataset=cifar10 method=snip method.compression=0.99
+    sparse-exp -m method.compression=0.9,0.99 seed=0,1,2     # a sweep, one run dir per job
+    sparse-exp resume=outputs/2026-11-21/12-00-00-123456     # continue a killed run
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from sparse_exp.errors import ConfigError
+from sparse_exp.tracking.metrics import failure_record
+
+log = logging.getLogger("sparse_exp")
+
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+GROUPS = ("dataset", "model", "method", "sharing", "init", "trainer", "experiment")
+
+
+def _run_dir(resume, default):
+    """hydra.run.dir: a resumed run writes into the run it continues."""
+    return resume if resume not in (None, "None", "null", "") else default
+
+
+SWEEP_KEYS_ENV = "SPARSE_EXP_SWEEP_KEYS"
+
+
+def _top_level_comma(value: str) -> bool:
+    depth = 0
+    for ch in value:
+        depth += ch in "[({"
+        depth -= ch in "])}"
+        if ch == "," and depth == 0:
+            return True
+    return False
+
+
+def sweep_keys(argv: list[str]) -> list[str]:
+    """Keys a multirun command line sweeps over (comma lists and sweep functions)."""
+    keys = []
+    for arg in argv:
+        if "=" not in arg or arg.startswith("-"):
+            continue
+        key, value = arg.split("=", 1)
+        if _top_level_comma(value) or value.startswith(("range(", "choice(", "glob(", "interval(")):
+            keys.append(key.lstrip("+~"))
+    return keys
+
+
+def _sweep_subdir(task_overrides, sweeper_params=None) -> str:
+    """Multirun job dirs name the overrides that vary across the sweep (from the command line and
+    from a preset's hydra.sweeper.params), filesystem-safe and shortened if long."""
+    varying = set(filter(None, os.environ.get(SWEEP_KEYS_ENV, "").split(",")))
+    varying |= set((sweeper_params or {}).keys())
+    items = [str(o) for o in task_overrides]
+    chosen = [o for o in items if o.split("=", 1)[0].lstrip("+~") in varying] or items
+    safe = ",".join(chosen).replace("/", "_").replace(" ", "") or "base"
+    if len(safe) > 120:
+        safe = safe[:100] + "-" + hashlib.sha1(safe.encode()).hexdigest()[:8]
+    return safe
+
+
+for _name, _fn in (("run_dir", _run_dir), ("sweep_subdir", _sweep_subdir)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _fn)
+
+
+def _register_schemas() -> None:
+    """Import everything that registers schemas in Hydra's ConfigStore (methods, datasets, ...)."""
+    import sparse_exp.config.schema  # noqa: F401
+    import sparse_exp.data  # noqa: F401
+    import sparse_exp.methods  # noqa: F401
+    import sparse_exp.models  # noqa: F401
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def check_group_choices(argv: list[str]) -> str | None:
+    """One clear sentence for an unknown group option (Hydra's own message spans many lines)."""
+    for arg in argv:
+        if "=" not in arg or arg.startswith(("-", "+", "~", "hydra")):
+            continue
+        key, value = arg.split("=", 1)
+        if key not in GROUPS:
+            continue
+        if any(ch in value for ch in "()[]{}$*"):  # sweep functions like choice(...): leave to Hydra
+            continue
+        options = group_options(key)
+        for choice in value.split(","):
+            if choice and choice != "null" and choice not in options:
+                return f"{key}: unknown option '{choice}'; choose one of: {', '.join(options)}"
+    return None
+
+
+def _print_summary(metrics: dict, out_dir: Path) -> None:
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.2f}%"
+
+    p, c = metrics["params"], metrics["compression"]
+    lines = [
+        f"status: {metrics['status']}",
+        f"test accuracy at the best validation epoch ({metrics.get('best_epoch')}): {pct(metrics.get('test_acc'))}"
+        f" (validation {pct(metrics.get('best_val_acc'))}, final train {pct(metrics.get('final_train_acc'))})",
+        f"trained parameters: {p['trainable']:,} of {p['total']:,}; weights {p['trainable_weights']:,} of "
+        f"{p['total_weights']:,} (q = {c['q']:.4f}, q_beta = {c['q_beta']:.4f})",
+        f"run dir: {out_dir}  (metrics.json, config.yaml, mask.npz, checkpoint.pt, run.log)",
+        f"TensorBoard: tensorboard --logdir {out_dir / 'tb'}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+@hydra.main(config_path="pkg://sparse_exp.conf", config_name="config", version_base="1.3")
+def _hydra_main(cfg: DictConfig):
+    from sparse_exp import experiment
+
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    single = hc.mode != RunMode.MULTIRUN
+    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+    if cfg.resume:
+        saved = Path(cfg.resume) / "config.yaml"
+        if not saved.exists():
+            log.error(f"error: resume: {cfg.resume} has no config.yaml; it is not a sparse-exp run directory")
+            sys.exit(2)
+        # Continue with the run's own config; only the device may change (another machine).
+        device = cfg.device
+        cfg = OmegaConf.load(saved)
+        cfg.resume = str(Path(out_dir))
+        cfg.device = device
+    try:
+        metrics = experiment.run(cfg, out_dir, choices=choices)
+    except ConfigError as exc:
+        log.error(f"error: {exc}")
+        from sparse_exp.tracking.files import write_json
+
+        write_json(out_dir / "metrics.json", failure_record(cfg, str(exc), choices))
+        if single:
+            sys.exit(2)
+        return None
+    except Exception:
+        log.exception("the run failed")
+        if single:
+            sys.exit(1)
+        return None
+    _print_summary(metrics, out_dir)
+    if metrics["status"] == "diverged" and single:
+        sys.exit(3)
+    return metrics.get("best_val_acc")
+
+
+def main() -> None:
+    message = check_group_choices(sys.argv[1:])
+    if message:
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+    if "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]:
+        os.environ[SWEEP_KEYS_ENV] = ",".join(sweep_keys(sys.argv[1:]))
+    _register_schemas()
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

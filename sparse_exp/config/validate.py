@@ -1,0 +1,105 @@
+"""Checks that types alone cannot express. Each failure is one ConfigError sentence naming the key.
+
+Types, unknown keys and unknown group options are already rejected by Hydra against the schemas;
+this module checks ranges, registry names set through `<group>.name=...`, the device, and whether
+the model fits the dataset.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from sparse_exp.errors import ConfigError
+from sparse_exp.registry import UnknownName
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+BASIS_INITS = ("standard", "onb", "random")
+
+
+def _registry_name(registry, key: str, name: str) -> None:
+    try:
+        registry.get(name)
+    except UnknownName as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate(cfg) -> None:
+    from sparse_exp.data import DATASETS
+    from sparse_exp.layers.sharing import SHARING_SCHEMES
+    from sparse_exp.methods import METHODS
+    from sparse_exp.models import MODELS
+    from sparse_exp.models.init import INITS
+
+    _registry_name(DATASETS, "dataset.name", cfg.dataset.name)
+    _registry_name(MODELS, "model.name", cfg.model.name)
+    _registry_name(METHODS, "method.name", cfg.method.name)
+    _registry_name(INITS, "init.weights", cfg.init.weights)
+    _check(cfg.init.basis in BASIS_INITS, f"init.basis must be one of {', '.join(BASIS_INITS)}; got '{cfg.init.basis}'")
+    _registry_name(SHARING_SCHEMES, "sharing.name", cfg.sharing.name)
+
+    d = cfg.dataset
+    _check(0.0 <= d.val_fraction < 1.0, f"dataset.val_fraction must lie in [0, 1); got {d.val_fraction}")
+    _check(d.num_workers >= 0, f"dataset.num_workers must be >= 0; got {d.num_workers}")
+
+    t = cfg.trainer
+    _check(t.epochs >= 1, f"trainer.epochs must be >= 1; got {t.epochs}")
+    _check(t.batch_size >= 1, f"trainer.batch_size must be >= 1; got {t.batch_size}")
+    _check(t.eval_batch_size >= 1, f"trainer.eval_batch_size must be >= 1; got {t.eval_batch_size}")
+    _check(t.lr > 0, f"trainer.lr must be > 0; got {t.lr}")
+    _check(0.0 <= t.momentum < 1.0, f"trainer.momentum must lie in [0, 1); got {t.momentum}")
+    _check(t.weight_decay >= 0, f"trainer.weight_decay must be >= 0; got {t.weight_decay}")
+    _check(0.0 < t.lr_gamma <= 1.0, f"trainer.lr_gamma must lie in (0, 1]; got {t.lr_gamma}")
+    _check(t.lr_every_iters is None or t.lr_every_iters >= 1, f"trainer.lr_every_iters must be >= 1 or null; got {t.lr_every_iters}")
+    _check(all(m >= 1 for m in t.lr_milestones), f"trainer.lr_milestones must be epochs >= 1; got {list(t.lr_milestones)}")
+    _check(t.warmup_epochs >= 0, f"trainer.warmup_epochs must be >= 0; got {t.warmup_epochs}")
+    _check(0.0 <= t.label_smoothing < 1.0, f"trainer.label_smoothing must lie in [0, 1); got {t.label_smoothing}")
+    _check(t.log_every >= 1, f"trainer.log_every must be >= 1; got {t.log_every}")
+    _check(t.max_steps_per_epoch is None or t.max_steps_per_epoch >= 1,
+           f"trainer.max_steps_per_epoch must be >= 1 or null; got {t.max_steps_per_epoch}")
+    _check(t.threads is None or t.threads >= 1, f"trainer.threads must be >= 1 or null; got {t.threads}")
+    _check(t.precision in PRECISIONS, f"trainer.precision must be one of {', '.join(PRECISIONS)}; got '{t.precision}'")
+
+    _check(0 <= cfg.seed < 2**63, f"seed must be a non-negative integer; got {cfg.seed}")
+    resolve_device(cfg.device)
+    if t.precision == "fp16":
+        _check(resolve_device(cfg.device).type == "cuda", "trainer.precision=fp16 needs a CUDA device; use fp32 or bf16 on the CPU")
+    if cfg.resume:
+        _check(Path(cfg.resume).is_dir(), f"resume: '{cfg.resume}' is not a run directory")
+
+    SHARING_SCHEMES.get(cfg.sharing.name).validate(cfg.sharing)
+    METHODS.get(cfg.method.name).validate(cfg.method, cfg)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if re.fullmatch(r"cuda(:\d+)?", name):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={name} but no CUDA device is available; use device=cpu or device=auto")
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device={name} but only {torch.cuda.device_count()} CUDA devices exist")
+        return dev
+    raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got '{name}'")
+
+
+def validate_model_fits(cfg, input_shape) -> None:
+    from sparse_exp.models import MODELS
+
+    spec = MODELS.get(cfg.model.name)
+    shape = tuple(int(s) for s in input_shape)
+    if shape not in spec.input_shapes:
+        allowed = " or ".join("x".join(map(str, s)) for s in spec.input_shapes)
+        raise ConfigError(
+            f"model={cfg.model.name} ({spec.table}) takes {allowed} inputs but dataset={cfg.dataset.name} "
+            f"gives {'x'.join(map(str, shape))}; pick a matching model or dataset"
+        )

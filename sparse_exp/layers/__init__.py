@@ -1,0 +1,1 @@
+"""Layers beyond torch.nn: the filter-basis (interspace) convolution and its sharing plans."""

@@ -1,0 +1,97 @@
+"""metrics.json: the final and best-validation figures of a run, and how to read them back."""
+from __future__ import annotations
+
+import dataclasses
+
+from omegaconf import OmegaConf
+
+
+def parameter_counts(session) -> dict:
+    """Total/trainable parameters and prunable weights; a frozen or pruned weight is not trainable."""
+    model = session.model
+    total = sum(p.numel() for p in model.parameters())
+    trainable_all = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    trained_w, total_w = session.enforcer.trainable_counts()
+    return {
+        "total": total,
+        "trainable": trainable_all - (total_w - trained_w),
+        "total_weights": total_w,
+        "trainable_weights": trained_w,
+    }
+
+
+def compression_of(params: dict) -> dict:
+    """q counts prunable weights only (as the papers report); q_beta all parameters (thesis 3.3.3.1)."""
+    q = 1.0 - params["trainable_weights"] / params["total_weights"] if params["total_weights"] else 0.0
+    q_beta = 1.0 - params["trainable"] / params["total"] if params["total"] else 0.0
+    return {"q": q, "q_beta": q_beta}
+
+
+def build_metrics(session, status: str, choices: dict, info: dict, total_s: float) -> dict:
+    final = session.final_phase()
+    params = parameter_counts(session)
+    mask = session.mask
+    metrics = {
+        "status": status,
+        "test_acc": final.test_acc if final else None,
+        "best_val_acc": final.best_val_acc if final else None,
+        "best_epoch": final.best_epoch if final else None,
+        "final_train_acc": final.final_train_acc if final else None,
+        "final_val_acc": final.final_val_acc if final else None,
+        "final_test_acc": final.final_test_acc if final else None,
+        "params": params,
+        "compression": compression_of(params),
+        "mask_mode": session.enforcer.mode,
+        "mask_sha256": mask.sha256(),
+        "layers": mask.layers(),
+        "empty_layers": mask.empty_layers(),
+        "time": {
+            "mask_s": session.mask_s,
+            "train_s": sum(p.train_s for p in session.phases.values()),
+            "total_s": total_s,
+        },
+        "seed": session.cfg.seed,
+        "init_seed": session.init_seed,
+        "choices": dict(choices),
+        "config": OmegaConf.to_container(session.cfg, resolve=True),
+        **info,
+        "history": final.history if final else [],
+    }
+    if len(session.phases) > 1:
+        metrics["phases"] = {
+            name: {k: v for k, v in dataclasses.asdict(p).items() if k != "history"} for name, p in session.phases.items()
+        }
+    metrics.update(session.method.summary())
+    for extra in getattr(session, "extra_metrics", []):
+        metrics.update(extra(session))
+    return metrics
+
+
+def hparams_of(cfg, choices: dict) -> dict:
+    """The hyperparameters shown as columns in TensorBoard's HParams view."""
+    flat = {
+        "dataset": cfg.dataset.name,
+        "model": cfg.model.name,
+        "method": cfg.method.name,
+        "sharing": cfg.sharing.name,
+        "init": cfg.init.name,
+        "seed": cfg.seed,
+        "lr": cfg.trainer.lr,
+        "epochs": cfg.trainer.epochs,
+        "batch_size": cfg.trainer.batch_size,
+    }
+    for key, value in OmegaConf.to_container(cfg.method, resolve=True).items():
+        if key != "name" and isinstance(value, (int, float, str, bool)):
+            flat[f"method.{key}"] = value
+    if choices.get("experiment"):
+        flat["experiment"] = choices["experiment"]
+    return flat
+
+
+def failure_record(cfg, error: str, choices: dict) -> dict:
+    """What a failed run leaves behind: the reason and the config, never a result."""
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # an unresolvable config is itself the error being reported
+        config = OmegaConf.to_container(cfg, resolve=False)
+    return {"status": "failed", "error": error, "choices": dict(choices), "config": config}

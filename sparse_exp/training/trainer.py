@@ -1,0 +1,220 @@
+"""The plain training loop: SGD with momentum, the papers' LR schedules, per-epoch evaluation.
+
+Read top to bottom: `fit` runs epochs; `train_epoch` is forward, backward, method hook, mask,
+optimizer step, LR for the next step, method hook. Metrics are accumulated on the device and read
+only every `log_every` steps, so the loop issues no host synchronisation per step. The method is
+only ever called through its hooks; the trainer never asks which method it runs.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from sparse_exp.training.evaluate import evaluate
+from sparse_exp.training.optim import build_optimizer
+from sparse_exp.training.schedule import schedule_from_config
+
+Probe = Callable[["Trainer"], dict]
+
+
+@dataclass
+class PhaseResult:
+    phase: str
+    status: str  # completed | diverged
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val_acc: float = float("nan")
+    test_acc: float = float("nan")  # test accuracy at the best-validation epoch (early stopping)
+    final_train_acc: float = float("nan")
+    final_val_acc: float = float("nan")
+    final_test_acc: float = float("nan")
+    steps: int = 0
+    train_s: float = 0.0
+
+
+class Trainer:
+    def __init__(self, session, phase: str, epochs: int, probes: Optional[list[Probe]] = None):
+        self.session = session
+        self.phase = phase
+        self.epochs = epochs
+        self.model: nn.Module = session.model
+        self.data = session.data
+        self.device: torch.device = session.device
+        self.enforcer = session.enforcer
+        self.method = session.method
+        self.tcfg = session.cfg.trainer
+        self.probes = probes or []
+        self.steps_per_epoch = len(self.data.train)
+        if self.tcfg.max_steps_per_epoch:
+            self.steps_per_epoch = min(self.steps_per_epoch, self.tcfg.max_steps_per_epoch)
+        self.total_steps = self.steps_per_epoch * epochs
+        self.optimizer = build_optimizer(self.model, self.enforcer, self.tcfg)
+        self.schedule = schedule_from_config(self.tcfg, self.steps_per_epoch)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=self.tcfg.label_smoothing)
+        self.precision = self.tcfg.precision
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        # progress
+        self.step = 0
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.best: dict = {"val_acc": -1.0, "epoch": -1, "test_acc": float("nan")}
+        self.train_s = 0.0
+        self.enforcer.apply_(self.optimizer)
+        self._set_lr()
+
+    # ------------------------------------------------------------------------------------------
+    def autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _set_lr(self) -> None:
+        lr = self.schedule.lr(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    # ------------------------------------------------------------------------------------------
+    def fit(self) -> PhaseResult:
+        status = "completed"
+        while self.epoch < self.epochs:
+            epoch = self.epoch
+            t0 = time.perf_counter()
+            train = self.train_epoch(epoch)
+            seconds = time.perf_counter() - t0
+            self.train_s += seconds
+            if not math.isfinite(train["loss"]):
+                status = "diverged"
+                self.session.log(f"{self.phase}: loss became {train['loss']} in epoch {epoch + 1}; stopping (status diverged)")
+                break
+            val_loss, val_acc = evaluate(self.model, self.data.val, self.device, self.autocast)
+            test_loss, test_acc = evaluate(self.model, self.data.test, self.device, self.autocast)
+            record = {
+                "epoch": epoch + 1,
+                "step": self.step,
+                "lr": self.lr,
+                "train_loss": train["loss"],
+                "train_acc": train["acc"],
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "test_loss": test_loss,
+                "test_acc": test_acc,
+                "seconds": seconds,
+                "samples_per_s": train["samples"] / seconds if seconds > 0 else float("nan"),
+                **train["extra"],
+            }
+            self.history.append(record)
+            if val_acc > self.best["val_acc"]:
+                self.best = {"val_acc": val_acc, "epoch": epoch + 1, "test_acc": test_acc}
+                self.session.on_new_best(self)
+            self.epoch += 1
+            self.method.on_epoch_end(self, epoch)
+            self.session.on_epoch_end(self, record)
+        last = self.history[-1] if self.history else {}
+        return PhaseResult(
+            phase=self.phase,
+            status=status,
+            history=self.history,
+            best_epoch=self.best["epoch"],
+            best_val_acc=self.best["val_acc"] if self.best["epoch"] > 0 else float("nan"),
+            test_acc=self.best["test_acc"],
+            final_train_acc=last.get("train_acc", float("nan")),
+            final_val_acc=last.get("val_acc", float("nan")),
+            final_test_acc=last.get("test_acc", float("nan")),
+            steps=self.step,
+            train_s=self.train_s,
+        )
+
+    def train_epoch(self, epoch: int) -> dict:
+        model, device = self.model, self.device
+        model.train()
+        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        samples = 0
+        flow = []  # L1 norms of the trained weights' gradients at log steps (Figs. 3.1, 3.5b)
+        extra: dict = {}
+        # A phase may start mid-epoch (LTH rewinds to iteration t0): skip the batches already seen.
+        done = self.step - epoch * self.steps_per_epoch
+        batches = itertools.islice(self.data.train.epoch(epoch), done, self.steps_per_epoch)
+        last_report = time.perf_counter()
+        for x, y in batches:
+            with self.autocast():
+                out = model(x)
+                loss = self.criterion(out.float(), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.scaler.is_enabled():
+                self.scaler.unscale_(self.optimizer)
+            self.method.after_backward(self, self.step)
+            self.enforcer.prepare_gradients()
+            log_now = (self.step + 1) % self.tcfg.log_every == 0
+            if log_now:
+                flow.append(self._grad_l1())
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.step += 1
+            self._set_lr()
+            self.method.after_step(self, self.step)
+            loss_sum += loss.detach().double() * y.numel()
+            correct += (out.detach().argmax(1) == y).sum()
+            samples += y.numel()
+            if log_now:
+                running = float(loss_sum) / samples
+                scalars = {"train/loss_running": running, "lr": self.lr}
+                for probe in self.probes:
+                    scalars.update(probe(self))
+                self.session.scalars(scalars, self.step)
+                if not math.isfinite(running):
+                    break
+                if time.perf_counter() - last_report > 30:
+                    self.session.log(
+                        f"  {self.phase} epoch {epoch + 1}: step {self.step - epoch * self.steps_per_epoch}/{self.steps_per_epoch}, loss {running:.4f}"
+                    )
+                    last_report = time.perf_counter()
+        if flow:
+            t = torch.tensor(flow, dtype=torch.float64)
+            extra["grad_l1_mean"] = float(t.mean())
+            extra["grad_l1_std"] = float(t.std()) if len(flow) > 1 else 0.0
+        loss = float(loss_sum) / samples if samples else float("nan")
+        return {"loss": loss, "acc": int(correct) / samples if samples else float("nan"), "samples": samples, "extra": extra}
+
+    @torch.no_grad()
+    def _grad_l1(self) -> float:
+        grads = [p.grad for p in self.enforcer.params.values() if p.grad is not None]
+        if not grads:
+            return 0.0
+        return float(torch.stack(torch._foreach_norm(grads, 1)).sum())
+
+    # resume -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "phase": self.phase,
+            "step": self.step,
+            "epoch": self.epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "history": self.history,
+            "best": self.best,
+            "train_s": self.train_s,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = state["step"]
+        self.epoch = state["epoch"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.history = list(state.get("history", []))
+        self.best = dict(state.get("best", self.best))
+        self.train_s = state.get("train_s", 0.0)
+        self._set_lr()

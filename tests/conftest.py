@@ -1,0 +1,51 @@
+"""Shared fixtures: composing configs the way Hydra does (LESSONS: compose, not the app)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+import sparse_exp.cli as cli
+
+REPO = Path(__file__).resolve().parent.parent
+
+torch.set_num_threads(1)  # the suite runs beside other processes on 2 cores (DESIGN: machine notes)
+
+
+@pytest.fixture
+def make_cfg():
+    """compose(overrides) -> the composed DictConfig, exactly as the CLI would build it."""
+    cli._register_schemas()
+
+    def _compose(*overrides: str):
+        with initialize_config_module(config_module="sparse_exp.conf", version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides))
+
+    return _compose
+
+
+# Small, fast settings for end-to-end runs on synthetic data.
+TINY = [
+    "dataset=synthetic",
+    "dataset.shape=[1,28,28]",
+    "dataset.size=400",
+    "dataset.test_size=100",
+    "model=lenet5",
+    "trainer.epochs=2",
+    "trainer.batch_size=50",
+    "trainer.eval_batch_size=200",
+    "trainer.log_every=2",
+    "trainer.threads=1",
+]
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 300, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "sparse_exp", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)

@@ -1,0 +1,108 @@
+"""Every config option composes and validates; bad input gives one sentence naming the key."""
+from __future__ import annotations
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from sparse_exp.cli import CONF_DIR, GROUPS, check_group_choices, group_options
+from sparse_exp.config.validate import validate, validate_model_fits
+from sparse_exp.data import DATASETS
+from sparse_exp.errors import ConfigError
+from sparse_exp.layers.sharing import SHARING_SCHEMES
+from sparse_exp.methods import METHODS
+from sparse_exp.models import MODELS
+from sparse_exp.models.init import INITS
+
+
+def test_group_files_match_registries():
+    """The CLI word, the YAML file name and the registry key are the same string."""
+    assert group_options("dataset") == DATASETS.names()
+    assert group_options("model") == MODELS.names()
+    assert group_options("method") == METHODS.names()
+    assert group_options("sharing") == SHARING_SCHEMES.names()
+    weight_inits = {p.stem for p in (CONF_DIR / "init").glob("*.yaml")}
+    assert set(INITS.names()) <= weight_inits
+
+
+def _compatible(group: str, option: str) -> list[str]:
+    extra = []
+    if group == "method" and METHODS.get(option).interspace == "required":
+        extra.append("sharing=coarse")
+    return extra
+
+
+@pytest.mark.parametrize(
+    "group,option",
+    [(g, o) for g in GROUPS for o in group_options(g)],
+)
+def test_every_option_composes_and_validates(make_cfg, group, option):
+    cfg = make_cfg(f"{group}={option}", *_compatible(group, option))
+    if group != "experiment":
+        assert cfg[group].name == option
+    validate(cfg)
+
+
+def test_default_config(make_cfg):
+    cfg = make_cfg()
+    assert (cfg.dataset.name, cfg.model.name) == ("fashion_mnist", "lenet5")
+    validate(cfg)
+
+
+def test_command_line_beats_preset(make_cfg):
+    cfg = make_cfg("experiment=a9_vgg16_cifar10", "method=dense", "trainer.epochs=7")
+    assert cfg.model.name == "vgg16" and cfg.trainer.name == "snip_cifar10"
+    assert cfg.trainer.epochs == 7 and cfg.trainer.lr_every_iters == 30000
+
+
+@pytest.mark.parametrize(
+    "overrides,key",
+    [
+        (["method.compression=1.5", "method=dense"], "method.compression"),
+        (["trainer.lr=-1"], "trainer.lr"),
+        (["trainer.epochs=0"], "trainer.epochs"),
+        (["trainer.momentum=1.0"], "trainer.momentum"),
+        (["trainer.precision=fp8"], "trainer.precision"),
+        (["dataset.val_fraction=1.0"], "dataset.val_fraction"),
+        (["device=tpu"], "device"),
+        (["model.name=alexnet"], "model.name"),
+        (["dataset.name=svhn"], "dataset.name"),
+        (["init.weights=orthogonal"], "init.weights"),
+        (["init.basis=haar"], "init.basis"),
+        (["resume=/nonexistent/run"], "resume"),
+    ],
+)
+def test_bad_values_name_the_key(make_cfg, overrides, key):
+    cfg = make_cfg(*overrides)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    message = str(err.value)
+    assert key in message and "\n" not in message
+
+
+def test_dense_rejects_compression(make_cfg):
+    with pytest.raises(ConfigError, match="method.compression"):
+        validate(make_cfg("method=dense", "method.compression=0.5"))
+
+
+def test_wrong_type_and_unknown_key_are_rejected_by_the_schema(make_cfg):
+    with pytest.raises((ValidationError, ConfigCompositionException)) as err:
+        make_cfg("trainer.epochs=many")
+    assert "epochs" in str(err.value)
+    with pytest.raises((ValidationError, ConfigCompositionException)) as err:
+        make_cfg("trainer.epoch=3")
+    assert "epoch" in str(err.value)
+
+
+def test_model_must_fit_dataset(make_cfg):
+    cfg = make_cfg("model=vgg16")
+    with pytest.raises(ConfigError, match=r"model=vgg16 .* takes 3x32x32 inputs but dataset=fashion_mnist gives 1x28x28"):
+        validate_model_fits(cfg, (1, 28, 28))
+    validate_model_fits(make_cfg("model=vgg16", "dataset=cifar10"), (3, 32, 32))
+
+
+def test_unknown_group_option_is_one_sentence():
+    msg = check_group_choices(["method=copz"])
+    assert msg.startswith("method: unknown option 'copz'; choose one of:") and "dense" in msg
+    assert check_group_choices(["method=dense", "seed=1"]) is None
+    assert "snap" in check_group_choices(["method=dense,snap"])

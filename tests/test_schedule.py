@@ -1,0 +1,47 @@
+"""The learning rate at given iterations matches each paper preset (Tables A.9-A.11)."""
+from __future__ import annotations
+
+import pytest
+
+from sparse_exp.training.schedule import LRSchedule, schedule_from_config
+
+# (preset, steps per epoch, [(iteration, expected lr)]) -- expectations written out by hand from the tables.
+CASES = [
+    # MNIST: 54,000 train samples / 100 = 540 steps; x0.1 every 25k iterations.
+    ("snip_mnist", 540, [(0, 0.1), (24_999, 0.1), (25_000, 0.01), (49_999, 0.01), (50_000, 0.001), (124_999, 1e-5), (125_000, 1e-6)]),
+    # CIFAR-10: 45,000 / 128 = 352 steps (last one partial); x0.1 every 30k iterations.
+    ("snip_cifar10", 352, [(0, 0.1), (29_999, 0.1), (30_000, 0.01), (60_000, 0.001), (87_999, 0.001)]),
+    ("snip_cifar100", 352, [(0, 0.01), (30_000, 0.001), (60_000, 0.0001)]),
+    # ResNet18 CIFAR-100: x0.2 at epochs 60 and 120.
+    ("synflow_cifar100", 352, [(0, 0.01), (60 * 352 - 1, 0.01), (60 * 352, 0.002), (120 * 352, 0.0004)]),
+    # Tiny ImageNet: 90,000 / 128 -> 704 steps; epochs 30/60/80.
+    ("synflow_tiny_imagenet", 704, [(0, 0.1), (30 * 704, 0.01), (60 * 704, 0.001), (80 * 704 - 1, 0.001), (80 * 704, 0.0001)]),
+    ("synflow_tiny_imagenet_wd5e4", 704, [(0, 0.1), (30 * 704, 0.01), (80 * 704, 0.0001)]),
+    # VGG-16-LTH: epochs 80/120.
+    ("lth_cifar10", 352, [(0, 0.1), (80 * 352 - 1, 0.1), (80 * 352, 0.01), (120 * 352, 0.001)]),
+    # ImageNet PaI: epochs 30/60.
+    ("grasp_imagenet", 2252, [(0, 0.1), (30 * 2252, 0.01), (60 * 2252, 0.001), (89 * 2252, 0.001)]),
+    # RigL/FT: 5 warm-up epochs, linear per iteration, then epochs 30/60/90.
+    ("itop_imagenet", 9008, [(0, 0.1 / (5 * 9008)), (5 * 9008 // 2 - 1, 0.05), (5 * 9008 - 1, 0.1), (30 * 9008, 0.01), (90 * 9008, 0.0001)]),
+    # GMP: warm-up, then epochs 30/60/80.
+    ("gale_imagenet", 4504, [(0, 0.1 / (5 * 4504)), (5 * 4504, 0.1), (80 * 4504, 0.0001)]),
+]
+
+
+@pytest.mark.parametrize("preset,spe,points", CASES, ids=[c[0] for c in CASES])
+def test_preset_learning_rates(make_cfg, preset, spe, points):
+    cfg = make_cfg(f"trainer={preset}")
+    schedule = schedule_from_config(cfg.trainer, spe)
+    for step, expected in points:
+        assert schedule.lr(step) == pytest.approx(expected, rel=1e-12), (preset, step)
+
+
+def test_every_preset_is_covered():
+    from sparse_exp.cli import group_options
+
+    assert set(group_options("trainer")) - {"demo"} == {c[0] for c in CASES}
+
+
+def test_warmup_then_constant():
+    s = LRSchedule(1.0, steps_per_epoch=10, warmup_epochs=1)
+    assert [s.lr(t) for t in range(11)] == pytest.approx([0.1 * (t + 1) for t in range(10)] + [1.0])
