@@ -139,6 +139,8 @@ def _hydra_main(cfg: DictConfig):
         cfg = OmegaConf.load(saved)
         cfg.resume = str(Path(out_dir))
         cfg.device = device
+    # Relative data paths mean "relative to where the command was typed"; record them absolute.
+    cfg.dataset.root = str(Path(cfg.dataset.root).expanduser().absolute())
     try:
         metrics = experiment.run(cfg, out_dir, choices=choices)
     except ConfigError as exc:

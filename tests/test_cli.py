@@ -97,7 +97,7 @@ def test_bad_input_stops_before_training(tmp_path, args, needle):
 
 def test_multirun_records_failed_job_and_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli(["-m", *TINY, "trainer.epochs=1", "method.compression=0.0,0.5", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    proc = run_cli(["-m", *TINY, "trainer.epochs=1", "method=dense", "method.compression=0.0,0.5", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [p.name for p in jobs] == ["0_method.compression=0.0", "1_method.compression=0.5"]

@@ -30,7 +30,7 @@ class DatasetConfig:
     root: str = "data"  # resolved against the invocation directory and recorded as absolute
     download: bool = False  # let torchvision fetch MNIST/Fashion-MNIST/CIFAR (needs internet)
     val_fraction: float = 0.1  # the papers' seeded 9/1 train/validation split
-    augment: bool = True  # the paper augmentation of this dataset (none for the MNIST family)
+    augment: bool = False  # the paper augmentation of the dataset (CIFAR, Tiny ImageNet, ImageNet YAMLs set it)
     num_workers: int = 2  # DataLoader workers for the folder datasets (Tiny ImageNet, ImageNet)
 
 

@@ -191,6 +191,7 @@ class Session:
         self.phases = {k: PhaseResult(**v) for k, v in state["phases"].items()}
         self.best_state = state.get("best_state")
         self.mask_s = state.get("mask_s", 0.0)
+        self.init_seed = state.get("init_seed", self.init_seed)
 
     # results ------------------------------------------------------------------------------
     def final_phase(self) -> Optional[PhaseResult]:

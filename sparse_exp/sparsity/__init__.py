@@ -1,0 +1,1 @@
+"""Masks, scores, layerwise budgets and selection."""

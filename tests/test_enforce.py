@@ -1,0 +1,100 @@
+"""Pruned weights stay exactly zero and frozen weights bit-identical under SGD with momentum and
+weight decay; FreezeNet-WD does shrink frozen weights; regrown weights start at zero."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sparse_exp.config.schema import TrainerConfig
+from sparse_exp.models import MODELS
+from sparse_exp.models.base import prunable_parameters
+from sparse_exp.models.init import initialise
+from sparse_exp.sparsity.enforce import MaskEnforcer
+from sparse_exp.sparsity.mask import Mask
+from sparse_exp.training.optim import build_optimizer
+
+
+def _setup(mode, decay_frozen=False, wd=5e-4):
+    model = MODELS.get("lenet5").build(10, (1, 28, 28))
+    initialise(model, "xavier_normal", 0)
+    params = prunable_parameters(model)
+    g = torch.Generator().manual_seed(1)
+    mask = Mask({n: torch.rand(p.shape, generator=g) < 0.3 for n, p in params.items()})
+    enforcer = MaskEnforcer(params, mask, mode, wd, decay_frozen)
+    opt = build_optimizer(model, enforcer, TrainerConfig(weight_decay=wd, momentum=0.9, lr=0.05))
+    enforcer.apply_(opt)
+    return model, params, mask, enforcer, opt
+
+
+def _train(model, enforcer, opt, steps=60):
+    g = torch.Generator().manual_seed(2)
+    for _ in range(steps):
+        x = torch.randn(16, 1, 28, 28, generator=g)
+        y = torch.randint(10, (16,), generator=g)
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        enforcer.prepare_gradients()
+        opt.step()
+
+
+def test_pruned_weights_stay_exactly_zero():
+    model, params, mask, enforcer, opt = _setup("prune")
+    before = {n: p.detach().clone() for n, p in params.items()}
+    _train(model, enforcer, opt)
+    for n, p in params.items():
+        off = ~mask.masks[n]
+        assert torch.count_nonzero(p.detach()[off]) == 0, n
+        assert torch.count_nonzero(opt.state[p]["momentum_buffer"][off]) == 0, n
+        assert not torch.equal(p.detach()[mask.masks[n]], before[n][mask.masks[n]]), n  # kept ones train
+
+
+def test_frozen_weights_keep_their_initial_bits():
+    model, params, mask, enforcer, opt = _setup("freeze")
+    before = {n: p.detach().clone() for n, p in params.items()}
+    bias_before = model.fc1.bias.detach().clone()
+    _train(model, enforcer, opt)
+    for n, p in params.items():
+        off = ~mask.masks[n]
+        assert torch.equal(p.detach()[off], before[n][off]), n  # bit for bit
+        assert torch.count_nonzero(opt.state[p]["momentum_buffer"][off]) == 0
+    assert not torch.equal(model.fc1.bias, bias_before)  # biases train
+
+
+def test_freezenet_wd_shrinks_frozen_weights():
+    model, params, mask, enforcer, opt = _setup("freeze", decay_frozen=True, wd=5e-2)
+    before = {n: p.detach().clone() for n, p in params.items()}
+    _train(model, enforcer, opt, steps=30)
+    for n, p in params.items():
+        off = ~mask.masks[n]
+        assert p.detach()[off].abs().sum() < before[n][off].abs().sum(), n
+        # the decay alone acts on frozen entries: p_t = p_0 * (shrink factor), the same for all
+        ratio = p.detach()[off] / before[n][off]
+        nz = before[n][off] != 0
+        assert torch.allclose(ratio[nz], ratio[nz][0].expand_as(ratio[nz]), rtol=1e-4)
+
+
+def test_mask_update_zeroes_and_regrows_with_zero_state():
+    model, params, mask, enforcer, opt = _setup("prune")
+    _train(model, enforcer, opt, steps=5)
+    name = "fc1.weight"
+    new = mask.clone()
+    kept = new.masks[name].nonzero()[:10]
+    dropped = (~new.masks[name]).nonzero()[:10]
+    new.masks[name][tuple(kept.T)] = False
+    new.masks[name][tuple(dropped.T)] = True
+    enforcer.set_mask(new, opt)
+    p = params[name]
+    assert torch.count_nonzero(p.detach()[tuple(kept.T)]) == 0  # newly pruned -> 0
+    assert torch.count_nonzero(p.detach()[tuple(dropped.T)]) == 0  # regrown start at 0
+    assert torch.count_nonzero(opt.state[p]["momentum_buffer"][tuple(dropped.T)]) == 0
+    _train(model, enforcer, opt, steps=3)
+    assert torch.count_nonzero(p.detach()[tuple(dropped.T)]) > 0  # and then train
+
+
+def test_dense_mode_is_plain_sgd():
+    torch.manual_seed(0)
+    model, params, mask, enforcer, opt = _setup("dense")
+    assert not enforcer.active and enforcer.decay_in_optimizer()
+    decay_groups = [g for g in opt.param_groups if g["weight_decay"] > 0]
+    assert sum(len(g["params"]) for g in decay_groups) == len(list(model.parameters()))

@@ -1,0 +1,161 @@
+"""Each score against an independent reference on a tiny network."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparse_exp.models import MODELS
+from sparse_exp.models.base import prunable_parameters
+from sparse_exp.models.init import initialise
+from sparse_exp.sparsity.scores import SCORES, ScoringConfig
+from sparse_exp.sparsity.scores.context import ScoreContext
+from sparse_exp.sparsity.scores.gradient import hessian_gradient_product
+from sparse_exp.sparsity.scores.synflow import PathNorm, synflow_iterative
+
+
+class TinyNet(nn.Module):
+    def __init__(self, bn: bool = True):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4) if bn else nn.Identity()
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.conv(x)))
+        return self.fc(x.flatten(1))
+
+
+def _ctx(model, batches, **cfg_kw):
+    cfg = ScoringConfig(**cfg_kw)
+    params = prunable_parameters(model)
+    return ScoreContext(model=model, params=params, batches=lambda: batches, num_classes=3, input_shape=(2, 4, 4),
+                        cfg=cfg, generator=torch.Generator().manual_seed(0))
+
+
+def _data(n_batches=2, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(5, 2, 4, 4, generator=g, dtype=torch.float64), torch.randint(3, (5,), generator=g)) for _ in range(n_batches)]
+
+
+def _model(seed=0, bn=True):
+    m = TinyNet(bn).double()
+    initialise(m, "kaiming_normal", seed)
+    return m
+
+
+def test_snip_equals_gradient_times_weight_by_hand():
+    model, data = _model(), _data()
+    ref = copy.deepcopy(model).train()
+    grads = [torch.zeros_like(p) for p in (ref.conv.weight, ref.fc.weight)]
+    for x, y in data:
+        loss = F.cross_entropy(ref(x), y)
+        g = torch.autograd.grad(loss, [ref.conv.weight, ref.fc.weight])
+        grads = [a + b for a, b in zip(grads, g)]
+    expected = [(g * w).abs() for g, w in zip(grads, (ref.conv.weight, ref.fc.weight))]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    scores = SCORES.get("snip")(_ctx(model, data))
+    torch.testing.assert_close(scores["conv.weight"], expected[0])
+    torch.testing.assert_close(scores["fc.weight"], expected[1])
+    for k, v in model.state_dict().items():  # BatchNorm statistics untouched by scoring
+        assert torch.equal(v, before[k]), k
+
+
+def test_grasp_hessian_gradient_product_matches_autograd_hvp_and_finite_differences():
+    model, data = _model(bn=False), _data(1)
+    T = 200.0
+    ctx = _ctx(model, data, grasp_temperature=T)
+    hg = hessian_gradient_product(ctx)
+
+    names = list(ctx.params)
+    shapes = [p.shape for p in ctx.params.values()]
+    theta0 = torch.cat([p.detach().reshape(-1) for p in ctx.params.values()])
+    x, y = data[0]
+
+    def loss_of(flat):
+        ws, offset = [], 0
+        for s in shapes:
+            n = int(torch.tensor(s).prod())
+            ws.append(flat[offset : offset + n].view(s))
+            offset += n
+        h = F.conv2d(x, ws[0], model.conv.bias, padding=1).relu()
+        out = F.linear(h.flatten(1), ws[1], model.fc.bias)
+        return F.cross_entropy(out / T, y)
+
+    flat = theta0.clone().requires_grad_()
+    g = torch.autograd.grad(loss_of(flat), flat)[0]
+    _, ref = torch.autograd.functional.hvp(loss_of, theta0, g)
+    ours = torch.cat([h.reshape(-1) for h in hg])
+    torch.testing.assert_close(ours, ref, rtol=1e-8, atol=1e-12)
+
+    eps = 1e-4
+    def grad_at(t):
+        t = t.clone().requires_grad_()
+        return torch.autograd.grad(loss_of(t), t)[0]
+    fd = (grad_at(theta0 + eps * g) - grad_at(theta0 - eps * g)) / (2 * eps)
+    torch.testing.assert_close(ours, fd, rtol=1e-4, atol=1e-9)
+
+    scores = SCORES.get("grasp")(_ctx(model, data, grasp_temperature=T))
+    torch.testing.assert_close(torch.cat([s.reshape(-1) for s in scores.values()]), theta0 * ref)
+    assert set(scores) == set(names)
+
+
+def test_grasp_keeps_largest_theta_hg_on_a_hand_made_example():
+    """GraSP's convention (LESSONS): removing the largest -θ⊙Hg keeps the largest θ⊙Hg."""
+    from sparse_exp.sparsity.select import topk_mask
+
+    theta_hg = torch.tensor([0.5, -2.0, 3.0, 0.0, -0.1])
+    keep = topk_mask(theta_hg, 2)
+    assert keep.tolist() == [True, False, True, False, False]
+
+
+@pytest.mark.parametrize("arch", ["tiny", "lenet5", "vgg16"])
+def test_synflow_conserves_synaptic_saliency_per_layer(arch):
+    """eq. 2.47 with R the L1 path norm: with zero biases every layer's total saliency equals R."""
+    if arch == "tiny":
+        model, shape = _model(), (2, 4, 4)
+    else:
+        spec = MODELS.get(arch)
+        shape = spec.input_shapes[0]
+        model = spec.build(10, shape)
+        initialise(model, "kaiming_normal", 0)
+    ctx = _ctx(model, [], synflow_dtype="float64")
+    ctx.input_shape = shape
+    net = PathNorm(ctx, torch.float64)
+    scores, R = net.scores(None)
+    assert torch.isfinite(torch.tensor(R)) and R > 0
+    for name, s in scores.items():
+        assert float(s.sum()) == pytest.approx(R, rel=1e-9), name
+
+
+def test_synflow_iterative_is_stable_on_vgg16_and_keeps_exact_count():
+    spec = MODELS.get("vgg16")
+    model = spec.build(10, (3, 32, 32))
+    initialise(model, "kaiming_normal", 0)
+    ctx = _ctx(model, [], synflow_rounds=4)
+    ctx.input_shape = (3, 32, 32)
+    D = sum(p.numel() for p in ctx.params.values())
+    keep = D // 100
+    mask, info = synflow_iterative(ctx, keep)
+    assert mask.kept() == keep and info["final_R"] is not None and info["final_R"] > 0
+    assert not mask.empty_layers()
+
+
+def test_random_and_magnitude():
+    model = _model()
+    ctx = _ctx(model, [])
+    mag = SCORES.get("magnitude")(ctx)
+    assert torch.equal(mag["conv.weight"], model.conv.weight.detach().abs())
+    r1 = SCORES.get("random")(_ctx(model, []))
+    r2 = SCORES.get("random")(_ctx(model, []))
+    assert torch.equal(r1["fc.weight"], r2["fc.weight"]) and bool((r1["fc.weight"] >= 0).all())
+
+
+def test_usnip_uses_random_labels():
+    model, data = _model(), _data()
+    a = SCORES.get("usnip")(_ctx(model, data))
+    b = SCORES.get("snip")(_ctx(model, data))
+    assert not torch.allclose(a["fc.weight"], b["fc.weight"])

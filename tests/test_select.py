@@ -1,0 +1,102 @@
+"""Exact kept counts for every budget and q (0 and 1 included), ties, ERK densities."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sparse_exp.sparsity.budgets import BUDGETS, erk_counts, erk_densities, erk_ratio, uniform_counts
+from sparse_exp.sparsity.mask import Mask
+from sparse_exp.sparsity.select import global_mask, kept_count, layerwise_mask, topk_mask
+
+PARAMS = {
+    "conv1.weight": torch.zeros(16, 3, 3, 3),
+    "conv2.weight": torch.zeros(32, 16, 3, 3),
+    "fc1.weight": torch.zeros(64, 512),
+    "fc2.weight": torch.zeros(10, 64),
+}
+D = sum(p.numel() for p in PARAMS.values())
+
+
+def test_topk_exact_with_ties_broken_by_index():
+    s = torch.tensor([1.0, 3.0, 3.0, 3.0, 0.5, 3.0])
+    assert topk_mask(s, 2).tolist() == [False, True, True, False, False, False]
+    assert topk_mask(s, 5).tolist() == [True, True, True, True, False, True]
+    assert topk_mask(torch.zeros(7), 3).tolist() == [True] * 3 + [False] * 4
+    assert topk_mask(s, 0).sum() == 0 and topk_mask(s, 6).all()
+    nan = torch.tensor([float("nan"), 1.0, 2.0])
+    assert topk_mask(nan, 2).tolist() == [False, True, True]
+
+
+def test_topk_large_vector_exact_count():
+    g = torch.Generator().manual_seed(0)
+    s = torch.randint(0, 50, (2_000_003,), generator=g).float()  # many ties
+    for k in (0, 1, 12_345, 1_000_000, 2_000_003):
+        assert int(topk_mask(s, k).sum()) == k
+
+
+@pytest.mark.parametrize("q", [0.0, 0.5, 0.9, 0.99, 0.999, 1.0])
+def test_kept_count_for_every_budget(q):
+    k = kept_count(q, D)
+    assert k == math.floor((1 - q) * D + 1e-9)
+    scores = {n: torch.rand(p.shape, generator=torch.Generator().manual_seed(i)) for i, (n, p) in enumerate(PARAMS.items())}
+    assert global_mask(scores, k).kept() == k
+    for budget in ("uniform", "erk"):
+        counts = BUDGETS.get(budget)(PARAMS, k)
+        assert sum(counts.values()) == k
+        assert all(0 <= counts[n] <= p.numel() for n, p in PARAMS.items())
+        mask = layerwise_mask(scores, counts)
+        assert mask.kept() == k and all(int(mask.masks[n].sum()) == counts[n] for n in PARAMS)
+
+
+def test_uniform_counts_per_layer():
+    counts = uniform_counts(PARAMS, D // 10)
+    for n, p in PARAMS.items():
+        assert abs(counts[n] - p.numel() / 10) < 1
+
+
+def test_erk_densities_formula_and_eps():
+    density = 0.1
+    dens, eps = erk_densities(PARAMS, density)
+    # eq. A.76 written out by hand for the conv layers, RigL's (n_in + n_out)/(n_in n_out) for linear ones
+    assert dens["conv2.weight"] == pytest.approx(eps * (32 + 16 + 2 * 3) / (32 * 16 * 9))
+    assert dens["fc1.weight"] == pytest.approx(eps * (64 + 512) / (64 * 512))
+    assert erk_ratio((32, 16, 3, 3)) == pytest.approx(54 / 4608)
+    kept = sum(min(1.0, dens[n]) * p.numel() for n, p in PARAMS.items())
+    assert kept == pytest.approx(density * D)
+    assert dens["conv1.weight"] == pytest.approx(eps * (16 + 3 + 6) / (16 * 3 * 9))
+    # at a higher density the small first layer would exceed 1: it stays dense and eps is re-solved
+    dens, eps = erk_densities(PARAMS, 0.6)
+    assert dens["conv1.weight"] == 1.0 and eps * erk_ratio((16, 3, 3, 3)) > 1
+    assert sum(min(1.0, dens[n]) * p.numel() for n, p in PARAMS.items()) == pytest.approx(0.6 * D)
+
+
+def test_erk_counts_with_dense_layers():
+    k = D // 20
+    counts = erk_counts(PARAMS, k, dense=["fc2.weight"])
+    assert counts["fc2.weight"] == 640 and sum(counts.values()) == k
+
+
+def test_mask_object():
+    params = {"a": torch.zeros(2, 3), "b": torch.zeros(4)}
+    m = Mask.from_flat(torch.tensor([1, 0, 1, 0, 0, 1, 1, 1, 0, 0], dtype=torch.bool), params)
+    assert m.kept() == 5 and m.numel() == 10 and m.density() == 0.5
+    assert m.layer_densities() == {"a": 0.5, "b": 0.5}
+    assert m.sha256() == Mask.from_flat(m.flat(), params).sha256()
+    other = Mask.from_flat(torch.tensor([1, 1, 0, 0, 0, 1, 1, 1, 0, 0], dtype=torch.bool), params)
+    assert m.sha256() != other.sha256()
+    assert m.similarity(other) == pytest.approx(4 / 5)
+    with pytest.raises(ValueError, match="shape"):
+        m.check({"a": torch.zeros(3, 2), "b": torch.zeros(4)})
+    with pytest.raises(ValueError, match="binary"):
+        Mask({"a": torch.tensor([0.0, 0.5])})
+    assert Mask({"a": torch.zeros(3, dtype=torch.bool)}).empty_layers() == ["a"]
+
+
+def test_mask_save_load_roundtrip(tmp_path):
+    params = {"w": torch.zeros(3, 5, 7), "v": torch.zeros(11)}
+    m = Mask.from_flat(torch.rand(116, generator=torch.Generator().manual_seed(3)) > 0.5, params)
+    m.save(tmp_path / "m.npz")
+    back = Mask.load(tmp_path / "m.npz")
+    assert back.equal(m) and back.sha256() == m.sha256()
