@@ -98,3 +98,21 @@ def test_dense_mode_is_plain_sgd():
     assert not enforcer.active and enforcer.decay_in_optimizer()
     decay_groups = [g for g in opt.param_groups if g["weight_decay"] > 0]
     assert sum(len(g["params"]) for g in decay_groups) == len(list(model.parameters()))
+
+
+def test_optimizer_state_moves_between_mask_modes():
+    """An optimizer state saved while dense loads into a pruned training (LTH rewinding)."""
+    from sparse_exp.training.optim import configure_decay
+
+    model, params, mask, dense_enf, opt = _setup("dense")
+    _train(model, dense_enf, opt, steps=3)
+    state = opt.state_dict()
+    pruned = MaskEnforcer(params, mask, "prune", 5e-4)
+    opt2 = build_optimizer(model, pruned, TrainerConfig(weight_decay=5e-4, momentum=0.9, lr=0.05))
+    opt2.load_state_dict(state)
+    configure_decay(opt2, pruned, 5e-4)
+    pruned.apply_(opt2)
+    roles = {g["role"]: g["weight_decay"] for g in opt2.param_groups}
+    assert roles == {"decay": 5e-4, "prunable": 0.0, "no_decay": 0.0}
+    for n, p in params.items():
+        assert torch.count_nonzero(opt2.state[p]["momentum_buffer"][~mask.masks[n]]) == 0

@@ -1,4 +1,14 @@
-"""SGD with momentum and the parameter groups the mask semantics need (see sparsity/enforce.py)."""
+"""SGD with momentum and the parameter groups the mask semantics need (see sparsity/enforce.py).
+
+Three groups, always in this order and always present (possibly empty), so an optimizer state
+saved under one mask mode loads under another (an LTH rewind point is saved while training densely
+and restored for a pruned round):
+
+    decay      biases, BatchNorm, ...: SGD's own weight decay
+    prunable   the masked parameters: no SGD decay when a mask is active (the enforcer folds the
+               decay into their gradient), SGD decay in dense mode
+    no_decay   parameters flagged `_sx_no_decay` (e.g. filter bases without decay, appendix B.3)
+"""
 from __future__ import annotations
 
 import torch
@@ -6,25 +16,36 @@ from torch import nn
 
 from sparse_exp.sparsity.enforce import MaskEnforcer
 
+ROLES = ("decay", "prunable", "no_decay")
+
 
 def build_optimizer(model: nn.Module, enforcer: MaskEnforcer, tcfg) -> torch.optim.SGD:
-    """Three groups: masked prunable parameters (decay folded into their gradient by the enforcer),
-    parameters flagged `_sx_no_decay` (e.g. filter bases without decay, appendix B.3), the rest."""
-    masked_ids = {id(p) for p in enforcer.params.values()} if enforcer.active else set()
-    masked, no_decay, decay = [], [], []
+    prunable_ids = {id(p) for p in enforcer.params.values()}
+    groups: dict[str, list] = {role: [] for role in ROLES}
     for p in model.parameters():
         if not p.requires_grad:
             continue
-        if id(p) in masked_ids:
-            masked.append(p)
+        if id(p) in prunable_ids:
+            groups["prunable"].append(p)
         elif getattr(p, "_sx_no_decay", False):
-            no_decay.append(p)
+            groups["no_decay"].append(p)
         else:
-            decay.append(p)
-    groups = [
-        {"params": decay, "weight_decay": tcfg.weight_decay},
-        {"params": masked, "weight_decay": 0.0},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    groups = [g for g in groups if g["params"]]
-    return torch.optim.SGD(groups, lr=tcfg.lr, momentum=tcfg.momentum, nesterov=tcfg.nesterov)
+            groups["decay"].append(p)
+    optimizer = torch.optim.SGD(
+        [{"params": groups[role], "role": role} for role in ROLES],
+        lr=tcfg.lr, momentum=tcfg.momentum, nesterov=tcfg.nesterov,
+    )
+    configure_decay(optimizer, enforcer, tcfg.weight_decay)
+    return optimizer
+
+
+def configure_decay(optimizer: torch.optim.Optimizer, enforcer: MaskEnforcer, weight_decay: float) -> None:
+    """Set each group's SGD weight decay for the current mask mode (also after loading a state)."""
+    for group in optimizer.param_groups:
+        role = group.get("role", "decay")
+        if role == "decay":
+            group["weight_decay"] = weight_decay
+        elif role == "prunable":
+            group["weight_decay"] = weight_decay if enforcer.decay_in_optimizer() else 0.0
+        else:
+            group["weight_decay"] = 0.0

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from sparse_exp.training.evaluate import evaluate
-from sparse_exp.training.optim import build_optimizer
+from sparse_exp.training.optim import build_optimizer, configure_decay
 from sparse_exp.training.schedule import schedule_from_config
 
 Probe = Callable[["Trainer"], dict]
@@ -217,4 +217,8 @@ class Trainer:
         self.history = list(state.get("history", []))
         self.best = dict(state.get("best", self.best))
         self.train_s = state.get("train_s", 0.0)
+        # The state may come from another mask mode (an LTH rewind point saved while dense):
+        # re-derive each group's decay and zero the momentum of masked entries.
+        configure_decay(self.optimizer, self.enforcer, self.tcfg.weight_decay)
+        self.enforcer.apply_(self.optimizer)
         self._set_lr()
