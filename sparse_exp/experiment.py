@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sparse_exp.config.validate import resolve_device, validate, validate_model_fits
 from sparse_exp.data import DATASETS
+from sparse_exp.export import COMPRESSED, export_run
 from sparse_exp.methods import METHODS
 from sparse_exp.models import MODELS
 from sparse_exp.models.init import initialise
@@ -96,6 +97,13 @@ def run(cfg: DictConfig, out_dir: Path, choices: Optional[dict] = None, is_write
 
     metrics = build_metrics(session, status, choices or {}, run_info(cfg, device), time.perf_counter() - t_start)
     if is_writer:
+        metrics["storage"] = storage = export_run(session, out_dir, metrics["params"])
+        session.log(
+            f"storage: dense {storage['dense_kb']:.1f} kB, trained values {storage['trained_values_kb']:.1f} kB "
+            f"(compression factor {storage['compression_factor']:.1f}), CSR {storage['csr_kb']:.1f} kB, "
+            f"mask+values {storage['mask_values_kb']:.1f} kB, entropy-coded {storage['entropy_kb']:.1f} kB, "
+            f"{COMPRESSED} {storage['file_kb']:.1f} kB"
+        )
         session.mask.save(out_dir / "mask.npz")
         session.save_checkpoint(getattr(session, "last_trainer", None))
         write_json(out_dir / "metrics.json", metrics)

@@ -49,3 +49,16 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300, env_extra: dict | No
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "sparse_exp", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env)
+
+
+@pytest.fixture
+def run_experiment(make_cfg, tmp_path):
+    """Run one experiment in-process: run_experiment(*overrides, name="run") -> (metrics, run_dir)."""
+    from sparse_exp import experiment
+
+    def _run(*overrides: str, name: str = "run"):
+        cfg = make_cfg(*TINY, *overrides)
+        out = tmp_path / name
+        return experiment.run(cfg, out), out
+
+    return _run

@@ -50,8 +50,8 @@ def test_default_config(make_cfg):
 
 
 def test_command_line_beats_preset(make_cfg):
-    cfg = make_cfg("experiment=a9_vgg16_cifar10", "method=dense", "trainer.epochs=7")
-    assert cfg.model.name == "vgg16" and cfg.trainer.name == "snip_cifar10"
+    cfg = make_cfg("experiment=a9_vgg16_cifar10", "method=freezenet", "trainer.epochs=7")
+    assert cfg.model.name == "vgg16" and cfg.trainer.name == "snip_cifar10" and cfg.method.name == "freezenet"
     assert cfg.trainer.epochs == 7 and cfg.trainer.lr_every_iters == 30000
 
 

@@ -125,7 +125,7 @@ def test_synflow_conserves_synaptic_saliency_per_layer(arch):
     ctx = _ctx(model, [], synflow_dtype="float64")
     ctx.input_shape = shape
     net = PathNorm(ctx, torch.float64)
-    scores, R = net.scores(None)
+    scores, R = net.scores()
     assert torch.isfinite(torch.tensor(R)) and R > 0
     for name, s in scores.items():
         assert float(s.sum()) == pytest.approx(R, rel=1e-9), name

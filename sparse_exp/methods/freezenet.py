@@ -46,3 +46,14 @@ class FreezeNet(Method):
     def summary(self) -> dict:
         return {"freezing": {**getattr(self, "info", {}), "frozen_weight_decay": self.cfg.frozen_weight_decay,
                              "reinit": self.cfg.reinit}}
+
+
+@dataclass
+class FreezeNetWDConfig(FreezeNetConfig):
+    name: str = "freezenet_wd"
+    frozen_weight_decay: bool = True
+
+
+@register_method("freezenet_wd", FreezeNetWDConfig)
+class FreezeNetWD(FreezeNet):
+    """FreezeNet-WD as its own name, so sweeps can list snip,freezenet,freezenet_wd (Table 3.4)."""

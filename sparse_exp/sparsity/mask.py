@@ -108,7 +108,7 @@ class Mask:
 
     # persistence (no pickle) --------------------------------------------------------------
     def state(self) -> dict[str, torch.Tensor]:
-        return {n: m.cpu() for n, m in self.masks.items()}
+        return {n: m.detach().to("cpu", copy=True) for n, m in self.masks.items()}
 
     def save(self, path: str | Path) -> None:
         names = list(self.masks)

@@ -47,6 +47,7 @@ class Session:
         self.phases: dict[str, PhaseResult] = {}
         self.mask_s = 0.0
         self.best_state: Optional[dict] = None
+        self.best_mask: Optional[dict] = None
         self.probes: list = []  # callables(trainer) -> scalars, logged every `log_every` steps
         self.status = "running"
         self.resume_state = resume_state
@@ -145,6 +146,7 @@ class Session:
     def on_new_best(self, trainer: Trainer) -> None:
         # The early-stopping model (best validation accuracy) is what gets exported.
         self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        self.best_mask = self.mask.state()
 
     def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
         scalars = {f"{k}": v for k, v in record.items() if k not in ("epoch", "step") and isinstance(v, (int, float))}
@@ -177,6 +179,7 @@ class Session:
             "method": self.method.state_dict(),
             "phases": {k: dataclasses.asdict(v) for k, v in self.phases.items()},
             "best_state": self.best_state,
+            "best_mask": self.best_mask,
             "mask_s": self.mask_s,
             "init_seed": self.init_seed,
             "global_step": self.step_offset + (trainer.step if trainer else 0),
@@ -190,6 +193,7 @@ class Session:
         self.method.load_state_dict(state["method"])
         self.phases = {k: PhaseResult(**v) for k, v in state["phases"].items()}
         self.best_state = state.get("best_state")
+        self.best_mask = state.get("best_mask")
         self.mask_s = state.get("mask_s", 0.0)
         self.init_seed = state.get("init_seed", self.init_seed)
 

@@ -16,6 +16,7 @@ import copy
 import math
 
 import numpy as np
+
 import torch
 
 from sparse_exp.models.base import prunable_parameters
@@ -26,7 +27,7 @@ SAFE_RANGE = (1e-30, 1e30)
 
 
 class PathNorm:
-    """A linearised copy of the model that evaluates R and dR/dθ for a given mask."""
+    """A linearised copy of the model that evaluates R and dR/dθ; pruning zeroes its weights in place."""
 
     def __init__(self, ctx: ScoreContext, dtype: torch.dtype):
         self.dtype = dtype
@@ -36,83 +37,109 @@ class PathNorm:
                 if t.is_floating_point():
                     t.abs_()
         self.params = prunable_parameters(self.net)
-        self.abs_weights = {n: p.detach().clone() for n, p in self.params.items()}
         self.input = torch.ones((1, *ctx.input_shape), dtype=dtype, device=ctx.device)
 
-    def scores(self, mask: dict[str, torch.Tensor] | None) -> tuple[dict[str, torch.Tensor], float]:
-        with torch.no_grad():
-            for n, p in self.params.items():
-                p.copy_(self.abs_weights[n] if mask is None else self.abs_weights[n] * mask[n])
+    @torch.no_grad()
+    def apply_mask(self, mask: dict[str, torch.Tensor]) -> None:
+        for n, p in self.params.items():
+            p.mul_(mask[n].to(device=p.device, dtype=p.dtype))
+
+    def gradients(self) -> tuple[dict[str, torch.Tensor], float]:
         R = self.net(self.input).sum()
         grads = torch.autograd.grad(R, list(self.params.values()))
-        out = {n: (g * p.detach()).abs() for (n, p), g in zip(self.params.items(), grads)}
-        return out, float(R.detach())
+        return dict(zip(self.params, grads)), float(R.detach())
+
+    def scores(self) -> tuple[dict[str, torch.Tensor], float]:
+        grads, R = self.gradients()
+        # all factors are non-negative, so θ ⊙ dR/dθ needs no abs
+        return {n: g * self.params[n].detach() for n, g in grads.items()}, R
 
 
 def _dtype(ctx: ScoreContext) -> torch.dtype:
     return torch.float64 if getattr(ctx.cfg, "synflow_dtype", "auto") == "float64" else torch.float32
 
 
-def _scores_checked(ctx: ScoreContext, state: dict, mask) -> dict[str, torch.Tensor]:
-    """Score with the current PathNorm; fall back to float64 if float32 leaves the safe range."""
-    scores, R = state["net"].scores(mask)
+def _scores_checked(ctx: ScoreContext, state: dict, restore) -> None:
+    """dR/dθ of the current PathNorm into state["grads"]; if float32 leaves the safe range,
+    rebuild the net in float64, re-apply the pruning so far (`restore(net)`) and try again."""
+    grads, R = state["net"].gradients()
     safe = math.isfinite(R) and SAFE_RANGE[0] <= abs(R) <= SAFE_RANGE[1]
     if not safe and state["net"].dtype != torch.float64:
         if getattr(ctx.cfg, "synflow_dtype", "auto") == "float32":
             raise FloatingPointError(f"SynFlow path norm R = {R} outside float32's safe range; use method.synflow_dtype=float64")
         state["net"] = PathNorm(ctx, torch.float64)
-        state["switched"] = True
-        scores, R = state["net"].scores(mask)
-    state["R"] = R
-    return scores
+        restore(state["net"])
+        grads, R = state["net"].gradients()
+    state["grads"], state["R"] = grads, R
 
 
 def synflow(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     """One-shot SynFlow scores of the (masked) model, float32 tensors on the model's device."""
     state = {"net": PathNorm(ctx, _dtype(ctx))}
-    mask = None if ctx.mask is None else {n: m.to(state["net"].dtype) for n, m in ctx.mask.items()}
-    scores = _scores_checked(ctx, state, mask)
-    return {n: s.float() for n, s in scores.items()}
+
+    def restore(net: PathNorm) -> None:
+        if ctx.mask is not None:
+            net.apply_mask(ctx.mask)
+
+    restore(state["net"])
+    _scores_checked(ctx, state, restore)
+    net = state["net"]
+    return {n: (g * net.params[n].detach()).float() for n, g in state["grads"].items()}
 
 
 def synflow_iterative(ctx: ScoreContext, keep: int) -> tuple[Mask, dict]:
     """Iterative SynFlow down to exactly `keep` weights; returns the mask and a few diagnostics.
 
-    Pruned entries never come back: each round ranks only the entries still alive (a compacted
-    index set), so selection costs shrink with the density."""
+    Pruned entries never come back: they are zeroed in the linearised network and only the live
+    ones are ranked. The path norm and its gradient come from the run's device; the ranking runs
+    on the host over the sorted flat indices of the live entries (exact top-k, ties to the lower
+    index), so everything but the forward/backward pass costs O(live) and shrinks every round."""
     rounds = int(getattr(ctx.cfg, "synflow_rounds", 100))
     names = list(ctx.params)
-    sizes = [ctx.params[n].numel() for n in names]
-    D = sum(sizes)
-    state = {"net": PathNorm(ctx, _dtype(ctx)), "switched": False}
-    alive = np.arange(D)  # flat indices of the weights still kept
+    offsets = np.cumsum([0] + [ctx.params[n].numel() for n in names])
+    D = int(offsets[-1])
+    state = {"net": PathNorm(ctx, _dtype(ctx))}
+    live = np.arange(D)  # sorted flat indices of the entries still kept
+
+    def zero(net: PathNorm, flat_indices: np.ndarray) -> None:
+        """Prune sorted flat indices in the linearised network (split per layer by bisection)."""
+        cuts = np.searchsorted(flat_indices, offsets)
+        with torch.no_grad():
+            for i, p in enumerate(net.params.values()):
+                local = flat_indices[cuts[i] : cuts[i + 1]] - offsets[i]
+                if local.size:
+                    p.view(-1)[torch.from_numpy(local).to(p.device)] = 0
+
+    def restore(net: PathNorm) -> None:  # re-apply the pruning so far to a rebuilt (float64) net
+        dead = np.ones(D, dtype=bool)
+        dead[live] = False
+        zero(net, np.flatnonzero(dead))
+
     density = keep / D if D else 1.0
     for k in range(1, rounds + 1):
         # eq. A.81: after round k the pruning rate is 1 - (1 - q)^(k / rounds)
         target = keep if k == rounds else max(keep, int(math.floor(D * density ** (k / rounds))))
-        keep_flat = np.zeros(D, dtype=bool)
-        keep_flat[alive] = True
-        mask = _unflatten(torch.from_numpy(keep_flat), ctx, state["net"].dtype)
-        scores = _scores_checked(ctx, state, mask)
-        flat = torch.cat([scores[n].reshape(-1) for n in names]).cpu().numpy()
-        alive_scores = flat[alive]
-        if target < alive.size:
-            # keep the `target` largest alive scores, ties to lower index (alive is sorted)
-            thr = np.partition(alive_scores, alive.size - target)[alive.size - target]
-            chosen = alive_scores > thr
-            missing = target - int(np.count_nonzero(chosen))
-            if missing > 0:
-                chosen[np.flatnonzero(alive_scores == thr)[:missing]] = True
-            alive = alive[chosen]
+        if target >= live.size:
+            continue
+        _scores_checked(ctx, state, restore)
+        net, grads = state["net"], state["grads"]
+        scores = torch.empty(D, dtype=net.dtype)  # host buffer; θ ⊙ dR/dθ written straight into it
+        for i, n in enumerate(names):
+            chunk = scores[offsets[i] : offsets[i + 1]]
+            g, p = grads[n].reshape(-1), net.params[n].detach().reshape(-1)
+            if g.device.type == "cpu":
+                torch.mul(g, p, out=chunk)
+            else:
+                chunk.copy_(g * p)
+        live_scores = scores.numpy()[live]
+        thr = np.partition(live_scores, live.size - target)[live.size - target]
+        chosen = live_scores > thr
+        missing = target - int(np.count_nonzero(chosen))
+        if missing > 0:
+            chosen[np.flatnonzero(live_scores == thr)[:missing]] = True
+        zero(net, live[~chosen])
+        live = live[chosen]
     keep_flat = np.zeros(D, dtype=bool)
-    keep_flat[alive] = True
+    keep_flat[live] = True
     final = Mask.from_flat(torch.from_numpy(keep_flat).to(ctx.device), ctx.params)
     return final, {"rounds": rounds, "final_R": state.get("R"), "float64": state["net"].dtype == torch.float64}
-
-
-def _unflatten(keep: torch.Tensor, ctx: ScoreContext, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    out, offset = {}, 0
-    for n, p in ctx.params.items():
-        out[n] = keep[offset : offset + p.numel()].view(p.shape).to(device=p.device, dtype=dtype)
-        offset += p.numel()
-    return out

@@ -1,0 +1,30 @@
+"""Compressed model export and storage sizes (the point of FreezeNet: store the trained values, the
+mask and one seed)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from sparse_exp.export.compressed import export_compressed, load_compressed, read_header
+from sparse_exp.export.storage import storage_report
+
+COMPRESSED = "compressed.npz"
+
+
+def export_run(session, out_dir: Path, params: dict) -> dict:
+    """Export the early-stopping model (best validation accuracy; the last state if there is none)
+    with its mask to <run>/compressed.npz and return the storage report for metrics.json."""
+    state = session.best_state or {k: v.detach().cpu() for k, v in session.model.state_dict().items()}
+    masks = session.best_mask or session.mask.state()
+    enforcer = session.enforcer
+    size = export_compressed(
+        Path(out_dir) / COMPRESSED, session.model, state, masks, enforcer.mode, enforcer.decay_frozen,
+        session.cfg, session.data.num_classes, session.data.input_shape, session.init_seed,
+    )
+    # FreezeNet-WD's frozen weights moved: they are stored, not regenerated from the seed.
+    trained = params["total"] if (enforcer.mode == "freeze" and enforcer.decay_frozen) else params["trainable"]
+    report = storage_report(params["total"], trained, masks, enforcer.mode)
+    report["file_kb"] = size / 1024.0
+    return report
+
+
+__all__ = ["COMPRESSED", "export_compressed", "export_run", "load_compressed", "read_header", "storage_report"]
