@@ -153,7 +153,7 @@ class Session:
         renamed = {}
         for k, v in scalars.items():
             split, _, metric = k.partition("_")
-            renamed[f"{split}/{metric}" if split in ("train", "val", "test") else k] = v
+            renamed[f"{split}/{metric}" if split in ("train", "val", "test", "grad") else k] = v
         renamed.update({f"density/{n}": d for n, d in self.mask.layer_densities().items()})
         self.scalars(renamed, trainer.step)
         self.log(
