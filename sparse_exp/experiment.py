@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from sparse_exp.config.validate import resolve_device, validate, validate_model_fits
 from sparse_exp.data import DATASETS
 from sparse_exp.export import COMPRESSED, export_run
+from sparse_exp.measure.run_metrics import attach_measurements
 from sparse_exp.methods import METHODS
 from sparse_exp.models import MODELS
 from sparse_exp.models.init import initialise
@@ -81,6 +82,7 @@ def run(cfg: DictConfig, out_dir: Path, choices: Optional[dict] = None, is_write
     purge = resume_state["global_step"] + 1 if resume_state else None
     tracker = Tracker(out_dir, purge_step=purge, enabled=is_writer)
     session = Session(cfg, out_dir, device, model, data, method, tracker, init_seed, resume_state, is_writer)
+    attach_measurements(session)  # FLOPs for every run; interspace probes and metrics when sharing != none
     session.log(data.description)
     session.log(f"model {cfg.model.name}: {sum(p.numel() for p in model.parameters()):,} parameters on {device}")
     if resume_state is None:

@@ -5,9 +5,12 @@ import dataclasses
 
 from omegaconf import OmegaConf
 
+from sparse_exp.measure.storage import basis_parameters, q_with_bases
+
 
 def parameter_counts(session) -> dict:
-    """Total/trainable parameters and prunable weights; a frozen or pruned weight is not trainable."""
+    """Total/trainable parameters and prunable weights; a frozen or pruned weight is not trainable.
+    `basis` / `trainable_basis`: filter-basis parameters of an interspace model (0 for SP; IP Table A2)."""
     model = session.model
     total = sum(p.numel() for p in model.parameters())
     trainable_all = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -17,14 +20,19 @@ def parameter_counts(session) -> dict:
         "trainable": trainable_all - (total_w - trained_w),
         "total_weights": total_w,
         "trainable_weights": trained_w,
+        "basis": basis_parameters(model),
+        "trainable_basis": basis_parameters(model, trainable_only=True),
     }
 
 
 def compression_of(params: dict) -> dict:
-    """q counts prunable weights only (as the papers report); q_beta all parameters (thesis 3.3.3.1)."""
+    """q counts prunable weights (IP: coefficients) only, as the papers report; q_beta all parameters
+    (thesis 3.3.3.1); q_with_bases also counts the filter bases (Fig. 5.10; measure/storage.py)."""
     q = 1.0 - params["trainable_weights"] / params["total_weights"] if params["total_weights"] else 0.0
     q_beta = 1.0 - params["trainable"] / params["total"] if params["total"] else 0.0
-    return {"q": q, "q_beta": q_beta}
+    q_bases = q_with_bases(params["trainable_weights"], params["total_weights"],
+                           params.get("trainable_basis", 0), params.get("basis", 0))
+    return {"q": q, "q_beta": q_beta, "q_with_bases": q_bases}
 
 
 def build_metrics(session, status: str, choices: dict, info: dict, total_s: float) -> dict:

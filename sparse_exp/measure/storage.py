@@ -1,0 +1,53 @@
+"""What the filter bases add to a model's parameters and storage (IP appendix C, Table A2; Fig. 5.10).
+
+Counting convention of metrics.json (`params`, `compression`):
+* q            = 1 - trained prunable (coefficients/weights) / all prunable            (the papers' q)
+* q_with_bases = 1 - (trained prunable + trained basis parameters) / (all prunable + basis parameters)
+  - the compression that "takes all FB parameters into account" (Fig. 5.10). For SP both agree.
+"""
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+
+def basis_counts(model: nn.Module) -> dict[str, int]:
+    """Basis key -> number of parameters (G n K^2) in model.fb_bases; {} for a spatial model."""
+    bases = getattr(model, "fb_bases", None)
+    return {} if bases is None else {key: p.numel() for key, p in bases.items()}
+
+
+def basis_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    bases = getattr(model, "fb_bases", None)
+    if bases is None:
+        return 0
+    return sum(p.numel() for p in bases.values() if p.requires_grad or not trainable_only)
+
+
+def q_with_bases(trained: int, prunable: int, trained_bases: int, bases: int) -> float:
+    """1 - (trained coefficients + trained bases) / (coefficients + bases)."""
+    total = prunable + bases
+    return 1.0 - (trained + trained_bases) / total if total else 0.0
+
+
+def coefficient_compression(q_total: float, prunable: int, bases: int) -> float:
+    """The coefficient compression q that gives `q_total` once the (trained) bases are counted:
+    the number of trained coefficients is (1 - q_total) (prunable + bases) - bases (Fig. 5.10)."""
+    kept = (1.0 - q_total) * (prunable + bases) - bases
+    if kept < 0:
+        raise ValueError(f"the {bases} basis parameters alone exceed the budget of q_total={q_total}")
+    return 1.0 - kept / prunable
+
+
+def mask_entropy_bits(q: float) -> float:
+    """Eq. A.2: bits per mask entry for an entropy-coded mask with pruning rate q."""
+    if q <= 0.0 or q >= 1.0:
+        return 0.0
+    return -q * math.log2(q) - (1.0 - q) * math.log2(1.0 - q)
+
+
+def sparse_storage_bits(prunable: int, q: float, bases: int = 0, bits: int = 32) -> float:
+    """Appendix C: prunable * (S + (1 - q) bits) for the entropy-coded mask and the kept values, plus
+    the bases in full precision."""
+    return prunable * (mask_entropy_bits(q) + (1.0 - q) * bits) + bases * bits
