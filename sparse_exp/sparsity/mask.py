@@ -60,7 +60,7 @@ class Mask:
         return torch.cat([m.reshape(-1) for m in self.masks.values()])
 
     def kept(self) -> int:
-        return int(sum(int(m.sum()) for m in self.masks.values()))
+        return int(sum(int(torch.count_nonzero(m)) for m in self.masks.values()))
 
     def numel(self) -> int:
         return int(sum(m.numel() for m in self.masks.values()))
@@ -70,11 +70,11 @@ class Mask:
         return self.kept() / n if n else 1.0
 
     def layer_densities(self) -> dict[str, float]:
-        return {n: float(m.float().mean()) if m.numel() else 1.0 for n, m in self.masks.items()}
+        return {n: int(torch.count_nonzero(m)) / m.numel() if m.numel() else 1.0 for n, m in self.masks.items()}
 
     def layers(self) -> list[dict]:
         return [
-            {"name": n, "numel": m.numel(), "kept": int(m.sum()), "density": float(m.float().mean())}
+            {"name": n, "numel": m.numel(), "kept": int(torch.count_nonzero(m)), "density": int(torch.count_nonzero(m)) / max(1, m.numel())}
             for n, m in self.masks.items()
         ]
 
