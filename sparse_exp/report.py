@@ -3,6 +3,7 @@
     sparse-exp-report multirun/2026-11-21/10-00-00-000000 --by method.name,method.compression
     sparse-exp-report multirun/... --tune method.alpha   # per group: the alpha with the best mean
                                                         # validation accuracy and its test accuracy
+    sparse-exp-report multirun/... --spread method.alpha # best/worst/mean/std over the alphas (Table 4.3)
 
 Writes table.md, table.csv and accuracy_vs_compression.png into --out (default: the first input).
 Runs that failed are counted per group, never averaged in.
@@ -98,11 +99,27 @@ def tune(runs: list[dict], by: list[str], over: str) -> list[dict]:
     return rows
 
 
+def spread(runs: list[dict], by: list[str], over: str) -> list[dict]:
+    """Per group, how the mean test accuracy varies over the values of `over`: best, worst, mean and
+    std of the per-value means (Table 4.3: a random search over alpha vs over lambda)."""
+    rows = []
+    for key, members in group_runs(runs, [k for k in by if k != over]).items():
+        means = [c["test_acc_mean"] for c in summarise(members, [over]) if c["runs"] and not math.isnan(c["test_acc_mean"])]
+        if not means:
+            continue
+        row = dict(zip([k for k in by if k != over], key))
+        row.update({"values": len(means), "best test acc": max(means), "worst test acc": min(means),
+                    "mean test acc": statistics.fmean(means),
+                    "std test acc": statistics.stdev(means) if len(means) > 1 else 0.0})
+        rows.append(row)
+    return rows
+
+
 def fmt(value: Any, key: str) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "n/a"
-        if key.endswith(("acc_mean", "acc_std")):
+        if "acc" in key:
             return f"{100 * value:.2f}"
         return f"{value:g}"
     return "-" if value is None else str(value)
@@ -174,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+", type=Path, help="run dirs, sweep dirs or metrics.json files")
     parser.add_argument("--by", default=",".join(DEFAULT_BY), help="comma-separated config keys to group by")
     parser.add_argument("--tune", default=None, help="config key to select by best mean validation accuracy (e.g. method.alpha)")
+    parser.add_argument("--spread", default=None, help="config key searched over: best/worst/mean/std of the mean test accuracy across its values (Table 4.3)")
     parser.add_argument("--out", type=Path, default=None, help="output dir for table.md/table.csv/plot (default: first path)")
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
@@ -183,7 +201,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no metrics.json under {', '.join(map(str, args.paths))}", file=sys.stderr)
         return 1
     by = [k for k in args.by.split(",") if k]
-    rows = tune(runs, by, args.tune) if args.tune else summarise(runs, by)
+    if args.tune:
+        rows = tune(runs, by, args.tune)
+    elif args.spread:
+        rows = spread(runs, by, args.spread)
+    else:
+        rows = summarise(runs, by)
     out = args.out or (args.paths[0] if args.paths[0].is_dir() else args.paths[0].parent)
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(rows)

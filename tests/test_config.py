@@ -106,3 +106,12 @@ def test_unknown_group_option_is_one_sentence():
     assert msg.startswith("method: unknown option 'copz'; choose one of:") and "dense" in msg
     assert check_group_choices(["method=dense", "seed=1"]) is None
     assert "snap" in check_group_choices(["method=dense,snap"])
+
+
+def test_preset_may_set_top_level_keys(make_cfg, tmp_path):
+    """Presets are applied after config.yaml's own values (its `_self_` comes first)."""
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "probe.yaml").write_text("# @package _global_\nseed: 7\ndry_run: true\n")
+    cfg = make_cfg(f"hydra.searchpath=[file://{tmp_path}]", "experiment=probe")
+    assert cfg.seed == 7 and cfg.dry_run is True
+    assert make_cfg(f"hydra.searchpath=[file://{tmp_path}]", "experiment=probe", "seed=3").seed == 3
