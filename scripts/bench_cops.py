@@ -1,4 +1,4 @@
-"""Benchmark of the COPS solver (Algorithm 4.1, sparse_exp/sparsity/cops.py) on one CPU thread.
+"""Benchmark of the COPS solver (Algorithm 4.1, sparse_exp/sparsity/cops/) on one CPU thread.
 
     python scripts/bench_cops.py                 # 15.3M (VGG-16) and 1M with HiGHS: about 2 minutes
     python scripts/bench_cops.py --skip-highs    # COPS only

@@ -1,4 +1,4 @@
-"""COPS solver (Algorithm 4.1, sparse_exp/sparsity/cops.py) against scipy's HiGHS and the thesis.
+"""COPS solver (Algorithm 4.1, sparse_exp/sparsity/cops/) against scipy's HiGHS and the thesis.
 
 The LP (4.13): minimise s0.m subject to s1.m <= kappa, 1.m <= d, 0 <= m <= 1.
 """
@@ -13,6 +13,7 @@ import torch
 from scipy.optimize import linprog
 
 from sparse_exp.sparsity import cops as C
+from sparse_exp.sparsity.cops import bracket as cops_bracket
 from sparse_exp.sparsity.select import kept_count
 
 GRID = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 0.999, 0.9999, 0.99999]
@@ -242,10 +243,12 @@ def test_large_problem_candidate_path_equals_reference(monkeypatch, guess_factor
     D = 600_000
     s0, s1 = normalised(*importances("grasp", D, rng))
     d = kept_count(0.95, D)
+    calls = []
     if guess_factor is not None:
-        real = C._estimate
-        monkeypatch.setattr(C, "_estimate", lambda *a: real(*a) * guess_factor)
+        real = cops_bracket.estimate
+        monkeypatch.setattr(cops_bracket, "estimate", lambda *a: calls.append(a) or real(*a) * guess_factor)
     r = C.solve(s0, s1, d, alpha=0.99, with_masks=True, backend=backend)
+    assert len(calls) == (guess_factor is not None)  # the forced estimate was used
     assert r.candidates < D // 10
     # independent check by full sorts: just left of lam* the mask is m- (S1 > kappa), just right m+
     left, right = sorted_selection(s0 + r.lam * (1 - 1e-9) * s1, d), sorted_selection(s0 + r.lam * (1 + 1e-9) * s1, d)
