@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -11,9 +12,13 @@ from conftest import REPO
 
 
 def test_wheel_ships_configs_and_runs_from_elsewhere(tmp_path):
+    # Build from a clean copy: an in-tree build would leave build/ behind and could ship stale files.
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "*.egg-info", "outputs", "multirun", "__pycache__", ".pytest_cache"))
     wheels = tmp_path / "wheels"
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                            "-w", str(wheels), str(REPO)], capture_output=True, text=True)
+                            "-w", str(wheels), str(source)], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     (wheel,) = wheels.glob("sparse_exp-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
