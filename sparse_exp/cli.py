@@ -4,6 +4,8 @@
     sparse-exp model=vgg16 dataset=cifar10 method=snip method.compression=0.99
     sparse-exp -m method.compression=0.9,0.99 seed=0,1,2     # a sweep, one run dir per job
     sparse-exp resume=outputs/2026-11-21/12-00-00-123456     # continue a killed run
+    torchrun --nproc_per_node=4 -m sparse_exp model=resnet50 ...   # one run on 4 GPUs (DDP)
+    sparse-exp -m hydra/launcher=slurm seed=0,1,2,3,4 ...          # a sweep as SLURM jobs
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from sparse_exp import distributed
 from sparse_exp.errors import ConfigError
 from sparse_exp.tracking.metrics import failure_record
 
@@ -129,6 +132,7 @@ def _hydra_main(cfg: DictConfig):
     out_dir = Path(hc.runtime.output_dir)
     single = hc.mode != RunMode.MULTIRUN
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+    writer = distributed.is_main()  # under torchrun only rank 0 writes into the run dir
     if cfg.resume:
         saved = Path(cfg.resume) / "config.yaml"
         if not saved.exists():
@@ -142,12 +146,13 @@ def _hydra_main(cfg: DictConfig):
     # Relative data paths mean "relative to where the command was typed"; record them absolute.
     cfg.dataset.root = str(Path(cfg.dataset.root).expanduser().absolute())
     try:
-        metrics = experiment.run(cfg, out_dir, choices=choices)
+        metrics = experiment.run(cfg, out_dir, choices=choices, is_writer=writer)
     except ConfigError as exc:
         log.error(f"error: {exc}")
         from sparse_exp.tracking.files import write_json
 
-        write_json(out_dir / "metrics.json", failure_record(cfg, str(exc), choices))
+        if writer:
+            write_json(out_dir / "metrics.json", failure_record(cfg, str(exc), choices))
         if single:
             sys.exit(2)
         return None
@@ -156,7 +161,8 @@ def _hydra_main(cfg: DictConfig):
         if single:
             sys.exit(1)
         return None
-    _print_summary(metrics, out_dir)
+    if writer:
+        _print_summary(metrics, out_dir)
     if metrics["status"] == "diverged" and single:
         sys.exit(3)
     return metrics.get("best_val_acc")
@@ -167,10 +173,22 @@ def main() -> None:
     if message:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
-    if "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]:
+    multirun = "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]
+    if multirun and distributed.launched():
+        print("error: -m/--multirun does not run under torchrun (every rank would start the whole sweep); run the "
+              "sweep with a Hydra launcher (hydra/launcher=joblib_local|submitit_local|slurm) or start one torchrun "
+              "per grid point", file=sys.stderr)
+        sys.exit(2)
+    if multirun:
         os.environ[SWEEP_KEYS_ENV] = ",".join(sweep_keys(sys.argv[1:]))
+    # Under torchrun: join the process group before Hydra composes; all ranks agree on one run dir.
+    distributed.init()
+    sys.argv += distributed.hydra_overrides(sys.argv[1:])
     _register_schemas()
-    _hydra_main()
+    try:
+        _hydra_main()
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from sparse_exp import distributed
 from sparse_exp.config.validate import resolve_device, validate, validate_model_fits
 from sparse_exp.data import DATASETS
 from sparse_exp.export import COMPRESSED, export_run
@@ -47,7 +48,9 @@ def build_model(cfg, num_classes: int, input_shape: tuple[int, int, int], init_s
 
 
 def run(cfg: DictConfig, out_dir: Path, choices: Optional[dict] = None, is_writer: bool = True) -> dict:
-    """Run one experiment into `out_dir` and return its metrics (also written to metrics.json)."""
+    """Run one experiment into `out_dir` and return its metrics (also written to metrics.json).
+
+    Under torchrun every rank calls this with the same `out_dir`; only the writer (rank 0) writes."""
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -62,7 +65,7 @@ def run(cfg: DictConfig, out_dir: Path, choices: Optional[dict] = None, is_write
         if (out_dir / CHECKPOINT).exists():
             resume_state = load_torch(out_dir / CHECKPOINT)
     validate(cfg)
-    device = resolve_device(cfg.device)
+    device = distributed.rank_device(resolve_device(cfg.device))
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
     if is_writer:
@@ -73,16 +76,22 @@ def run(cfg: DictConfig, out_dir: Path, choices: Optional[dict] = None, is_write
         cfg.dataset, batch_size=cfg.trainer.batch_size, eval_batch_size=cfg.trainer.eval_batch_size,
         seed=cfg.seed, device=device,
     )
+    distributed.shard(data)  # each rank's part of every batch (nothing changes in one process)
     validate_model_fits(cfg, data.input_shape)
     init_seed = init_seed_of(cfg)
     model = build_model(cfg, data.num_classes, data.input_shape, init_seed).to(device)
     if cfg.trainer.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    elif cfg.trainer.channels_last:
+        log.info("trainer.channels_last=true applies on CUDA only; the CPU run keeps the default memory format")
+    model = distributed.prepare_model(model, cfg.trainer.sync_bn)
     method = METHODS.get(cfg.method.name)(cfg.method)
     purge = resume_state["global_step"] + 1 if resume_state else None
     tracker = Tracker(out_dir, purge_step=purge, enabled=is_writer)
     session = Session(cfg, out_dir, device, model, data, method, tracker, init_seed, resume_state, is_writer)
     attach_measurements(session)  # FLOPs for every run; interspace probes and metrics when sharing != none
+    if distributed.active():
+        session.extra_metrics.append(distributed.metrics)
     session.log(data.description)
     session.log(f"model {cfg.model.name}: {sum(p.numel() for p in model.parameters()):,} parameters on {device}")
     if resume_state is None:

@@ -70,6 +70,9 @@ def validate(cfg) -> None:
     resolve_device(cfg.device)
     if t.precision == "fp16":
         _check(resolve_device(cfg.device).type == "cuda", "trainer.precision=fp16 needs a CUDA device; use fp32 or bf16 on the CPU")
+    if t.sync_bn:
+        _check(resolve_device(cfg.device).type == "cuda",
+               "trainer.sync_bn=true needs CUDA devices (torch's SyncBatchNorm runs on GPUs only); use trainer.sync_bn=false on the CPU")
     if cfg.resume:
         _check(Path(cfg.resume).is_dir(), f"resume: '{cfg.resume}' is not a run directory")
 

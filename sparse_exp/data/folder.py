@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from sparse_exp.data.base import Batch, Data
+from sparse_exp.data.base import Batch, Data, shard_bounds
 from sparse_exp.data.scoring import draw_score_indices
 from sparse_exp.data.split import split_indices
 from sparse_exp.errors import ConfigError
@@ -83,9 +83,13 @@ class FolderSource:
         self.device, self.num_workers = torch.device(device), num_workers
         self.seed, self.shuffle, self.augment = seed, shuffle, augment
         self.num_samples = len(samples)
+        self.set_shard(0, 1, lockstep=False)
+
+    def set_shard(self, rank: int, world: int, lockstep: bool) -> None:
+        self.bounds = shard_bounds(self.num_samples, self.batch_size, rank, world, lockstep)
 
     def __len__(self) -> int:
-        return -(-self.num_samples // self.batch_size)  # drop_last=False
+        return len(self.bounds)  # one process: drop_last=False
 
     def loader(self, epoch: int) -> DataLoader:
         dataset = ImageList(self.samples, self.transform, self.seed if self.augment else None, epoch)
@@ -93,10 +97,10 @@ class FolderSource:
             sampler = RandomSampler(dataset, generator=generator(self.seed, "order", epoch))
         else:
             sampler = SequentialSampler(dataset)
+        order = list(sampler)
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
+            batch_sampler=[order[lo:hi] for lo, hi in self.bounds],  # this rank's part of every batch
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
             worker_init_fn=functools.partial(_seed_worker, self.seed, epoch),

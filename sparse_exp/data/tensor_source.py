@@ -13,7 +13,7 @@ from typing import Iterator, Optional, Sequence
 import torch
 
 from sparse_exp.data.augment import draw_pad_crop_flip, pad_crop_flip
-from sparse_exp.data.base import Batch, Data
+from sparse_exp.data.base import Batch, Data, shard_bounds
 from sparse_exp.data.scoring import draw_score_indices
 from sparse_exp.data.split import split_indices
 from sparse_exp.seeding import generator
@@ -66,23 +66,26 @@ class TensorSource:
         shape = (1, -1, 1, 1)
         self._scale = (1.0 / (std * value_range)).to(x.device, torch.float32).view(shape)
         self._shift = (-mean / std).to(x.device, torch.float32).view(shape)
+        self.set_shard(0, 1, lockstep=False)
+
+    def set_shard(self, rank: int, world: int, lockstep: bool) -> None:
+        self.bounds = shard_bounds(self.num_samples, self.batch_size, rank, world, lockstep)
 
     def __len__(self) -> int:
-        return -(-self.num_samples // self.batch_size)  # the last partial batch is kept
+        return len(self.bounds)  # one process: the last partial batch is kept
 
     def normalize(self, xb: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(self._shift, xb.to(torch.float32), self._scale)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
-        n, bs, device = self.num_samples, self.batch_size, self.x.device
+        n, device = self.num_samples, self.x.device
         order = None
         if self.shuffle:
             order = torch.randperm(n, generator=generator(self.seed, "order", epoch)).to(device)
         if self.pad:
             offsets, flips = draw_pad_crop_flip(n, self.pad, generator(self.seed, "augment", epoch))
             offsets, flips = offsets.to(device), flips.to(device)
-        for start in range(0, n, bs):
-            stop = min(start + bs, n)
+        for start, stop in self.bounds:
             if order is None:
                 xb, yb = self.x[start:stop], self.y[start:stop]
             else:

@@ -1,8 +1,11 @@
-"""Evaluation pass: loss and accuracy accumulated on the device, one host sync at the end."""
+"""Evaluation pass: loss and accuracy accumulated on the device, one host sync at the end.
+Under torchrun each rank evaluates its part of the set and the sums are added over the ranks."""
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from sparse_exp import distributed
 
 
 @torch.no_grad()
@@ -17,6 +20,7 @@ def evaluate(model: nn.Module, source, device: torch.device, autocast=None) -> t
         loss_sum += nn.functional.cross_entropy(out.float(), y, reduction="sum").double()
         correct += (out.argmax(1) == y).sum()
         count += y.numel()
+    loss_sum, correct, count = distributed.sum_across_ranks(loss_sum, correct, count)
     if count == 0:
         return float("nan"), float("nan")
     return float(loss_sum) / count, int(correct) / count

@@ -4,6 +4,10 @@ Methods call `set_mask` / `update_mask` to change what is trained and `train(pha
 training they need (one for most methods; LTH and FT train several times). Every epoch ends with
 an atomic checkpoint that holds the trainer, the mask, the method's own state and the finished
 phases, so `resume=<run dir>` continues exactly where a killed run stopped.
+
+Under torchrun every rank holds a Session; only the writer (rank 0) logs and saves, every rank
+loads the checkpoint on resume, and every mask that is installed (initial mask, DST/GMP updates,
+LTH rounds, a resumed mask) is agreed on and checked across the ranks (distributed.agree_on_mask).
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from sparse_exp import distributed
 from sparse_exp.models.base import prunable_parameters
 from sparse_exp.seeding import generator
 from sparse_exp.sparsity.enforce import MaskEnforcer
@@ -51,6 +56,8 @@ class Session:
         self.probes: list = []  # callables(trainer) -> scalars, logged every `log_every` steps
         self.status = "running"
         self.resume_state = resume_state
+        self.mask_agreement = {"mask_checks": 0, "masks_computed_differently": 0}  # several ranks only
+        self._train_module: Optional[nn.Module] = None
         if resume_state is not None:
             self._restore(resume_state)
 
@@ -74,7 +81,8 @@ class Session:
 
     def set_mask(self, mask: Mask, mode: str, decay_frozen: bool = False) -> None:
         """Install the mask that says what is trained; `mode` is prune or freeze (sparsity/enforce.py)."""
-        mask = mask.to(self.device)
+        where = "at the mask set before " + (f"the training after {', '.join(self.phases)}" if self.phases else "training")
+        mask = self._agreed(mask.to(self.device), where)
         self.enforcer = MaskEnforcer(self.params, mask, mode, self.cfg.trainer.weight_decay, decay_frozen)
         self.enforcer.apply_()
         self.report_mask()
@@ -82,7 +90,17 @@ class Session:
     def update_mask(self, mask: Mask, trainer: Optional[Trainer] = None) -> None:
         """Change the mask during training (DST, GMP): zeroes newly pruned entries and resets the
         optimizer state of regrown ones."""
-        self.enforcer.set_mask(mask.to(self.device), trainer.optimizer if trainer else None)
+        where = f"at the mask update in phase {trainer.phase}, step {trainer.step}" if trainer else "at a mask update"
+        self.enforcer.set_mask(self._agreed(mask.to(self.device), where), trainer.optimizer if trainer else None)
+
+    def _agreed(self, mask: Mask, where: str) -> Mask:
+        """The mask every rank installs (rank 0's, checked by hash); the mask itself in one process."""
+        if not distributed.active():
+            return mask
+        mask, same = distributed.agree_on_mask(mask, where)
+        self.mask_agreement["mask_checks"] += 1
+        self.mask_agreement["masks_computed_differently"] += int(not same)
+        return mask
 
     def report_mask(self) -> None:
         mask = self.mask
@@ -113,6 +131,12 @@ class Session:
         return self.data.score_batches(n, batch_size or self.cfg.trainer.batch_size, classes, gen)
 
     # training -----------------------------------------------------------------------------
+    def train_module(self) -> nn.Module:
+        """The module training steps run: the model, or under torchrun one DDP wrapper of it for all phases."""
+        if self._train_module is None:
+            self._train_module = distributed.wrap(self.model, self.device)
+        return self._train_module
+
     def resuming_phase(self, phase: str) -> bool:
         """True if the checkpoint we resume from was written during (or at the end of) `phase`."""
         rs = self.resume_state
@@ -188,7 +212,7 @@ class Session:
 
     def _restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        mask = Mask(state["mask"]).to(self.device)
+        mask = self._agreed(Mask(state["mask"]).to(self.device), "at the mask of the checkpoint resumed from")
         self.enforcer = MaskEnforcer(self.params, mask, state["mask_mode"], self.cfg.trainer.weight_decay, state["decay_frozen"])
         self.method.load_state_dict(state["method"])
         self.phases = {k: PhaseResult(**v) for k, v in state["phases"].items()}

@@ -3,7 +3,9 @@
 Read top to bottom: `fit` runs epochs; `train_epoch` is forward, backward, method hook, mask,
 optimizer step, LR for the next step, method hook. Metrics are accumulated on the device and read
 only every `log_every` steps, so the loop issues no host synchronisation per step. The method is
-only ever called through its hooks; the trainer never asks which method it runs.
+only ever called through its hooks; the trainer never asks which method it runs. Under torchrun
+the step runs the DistributedDataParallel wrapper of the model on this rank's slice of the batch
+(sparse_exp/distributed.py); the metrics are summed over the ranks when they are read.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from sparse_exp import distributed
 from sparse_exp.training.evaluate import evaluate
 from sparse_exp.training.optim import build_optimizer, configure_decay
 from sparse_exp.training.schedule import schedule_from_config
@@ -45,6 +48,7 @@ class Trainer:
         self.phase = phase
         self.epochs = epochs
         self.model: nn.Module = session.model
+        self.net: nn.Module = session.train_module()  # what the step runs: the model, or its DDP wrapper
         self.data = session.data
         self.device: torch.device = session.device
         self.enforcer = session.enforcer
@@ -60,6 +64,8 @@ class Trainer:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.tcfg.label_smoothing)
         self.precision = self.tcfg.precision
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.channels_last = bool(self.tcfg.channels_last) and self.device.type == "cuda"
+        self.world = distributed.world_size()
         # progress
         self.step = 0
         self.epoch = 0
@@ -149,11 +155,18 @@ class Trainer:
         batches = itertools.islice(self.data.train.epoch(epoch), done, self.steps_per_epoch)
         last_report = time.perf_counter()
         for x, y in batches:
+            if self.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             with self.autocast():
-                out = model(x)
+                out = self.net(x)
                 loss = self.criterion(out.float(), y)
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            backward_loss = loss
+            if self.world > 1:  # this rank's share of the global batch (1 for equal slices)
+                share = distributed.batch_share(y.shape[0], self.step - epoch * self.steps_per_epoch,
+                                                self.data.train.num_samples, self.data.train.batch_size)
+                backward_loss = loss if share == 1.0 else loss * share
+            self.scaler.scale(backward_loss).backward()
             if self.scaler.is_enabled():
                 self.scaler.unscale_(self.optimizer)
             self.method.after_backward(self, self.step)
@@ -170,7 +183,8 @@ class Trainer:
             correct += (out.detach().argmax(1) == y).sum()
             samples += y.numel()
             if log_now:
-                running = float(loss_sum) / samples
+                total_loss, total_samples = distributed.sum_across_ranks(loss_sum, samples)
+                running = float(total_loss) / total_samples
                 scalars = {"train/loss_running": running, "lr": self.lr}
                 for probe in self.probes:
                     scalars.update(probe(self))
@@ -182,6 +196,8 @@ class Trainer:
                         f"  {self.phase} epoch {epoch + 1}: step {self.step - epoch * self.steps_per_epoch}/{self.steps_per_epoch}, loss {running:.4f}"
                     )
                     last_report = time.perf_counter()
+        distributed.sync_buffers(model)  # one set of BatchNorm statistics for evaluation and checkpoints
+        loss_sum, correct, samples = distributed.sum_across_ranks(loss_sum, correct, samples)
         if flow:
             t = torch.tensor(flow, dtype=torch.float64)
             extra["grad_l1_mean"] = float(t.mean())
