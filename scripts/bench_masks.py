@@ -3,7 +3,9 @@
 * masked_step_ratio / frozen_step_ratio: a training step (forward, backward, mask/decay folding,
   SGD step) with a pruning / freezing mask over the dense step of the same model and batch,
   LeNet-5-Caffe (28x28, batch 100) and VGG-16 (32x32, batch 32); the reported ratio is the worse
-  of the two models. Steps alternate between modes in rounds so background load hits all alike.
+  of the two models. Steps alternate between modes one by one and are timed in CPU time, so
+  background load and allocator state hit all alike; the cost of the masking itself (folding the
+  decay into the gradient and masking it) is also timed alone, as a fraction of a dense step.
 * topk_15m_s: exact global top-k over a VGG-16-sized score vector (15.3M entries).
 * synflow_vgg16_s: the 100 rounds of iterative SynFlow on VGG-16 with CIFAR input.
 * the time of each score (SNIP, GraSP with 1 batch of 128, one-shot SynFlow) next to the time of one
@@ -58,23 +60,36 @@ def make_step(name, shape, batch, mode):
         enforcer.prepare_gradients()
         opt.step()
 
+    step.enforcer = enforcer
     return step
 
 
 def step_ratios(name, shape, batch, rounds, steps):
+    """Median CPU time per step of each mode, the modes interleaved step by step so that load and
+    allocator state hit all of them alike; plus the direct cost of the mask/decay folding."""
     steps_fn = {mode: make_step(name, shape, batch, mode) for mode in ("dense", "prune", "freeze")}
     for fn in steps_fn.values():  # warm-up
         fn()
         fn()
     times = {mode: [] for mode in steps_fn}
-    for _ in range(rounds):
+    for _ in range(rounds * steps):
         for mode, fn in steps_fn.items():
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                fn()
-            times[mode].append((time.perf_counter() - t0) / steps)
+            t0 = time.process_time()
+            fn()
+            times[mode].append(time.process_time() - t0)
     med = {m: statistics.median(t) for m, t in times.items()}
-    return med, med["prune"] / med["dense"], med["freeze"] / med["dense"]
+    prepare = steps_fn["prune"].enforcer.prepare_gradients
+    fold = statistics.median(time_each(prepare, 20))
+    return med, med["prune"] / med["dense"], med["freeze"] / med["dense"], fold / med["dense"]
+
+
+def time_each(fn, n):
+    out = []
+    for _ in range(n):
+        t0 = time.process_time()
+        fn()
+        out.append(time.process_time() - t0)
+    return out
 
 
 def time_it(fn, repeat=1):
@@ -91,15 +106,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds (for smoke runs)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rounds, steps = (3, 2) if args.quick else (7, 3)
+    rounds, steps = (3, 2) if args.quick else (9, 3)
 
-    print("training step: dense vs pruning/freezing mask (median seconds per step)")
+    print("training step: dense vs pruning/freezing mask (median CPU seconds per step, interleaved)")
     results = {}
     for name, shape, batch in (("lenet5", (1, 28, 28), 100), ("vgg16", (3, 32, 32), 32)):
-        med, rp, rf = step_ratios(name, shape, batch, rounds, steps * (5 if name == "lenet5" else 1))
-        results[name] = (rp, rf)
+        med, rp, rf, fold = step_ratios(name, shape, batch, rounds, steps * (5 if name == "lenet5" else 1))
+        results[name] = (rp, rf, fold)
         print(f"  {name:<7} batch {batch:<4} dense {med['dense'] * 1e3:8.2f} ms  prune {med['prune'] * 1e3:8.2f} ms "
-              f"(x{rp:.3f})  freeze {med['freeze'] * 1e3:8.2f} ms (x{rf:.3f})")
+              f"(x{rp:.3f})  freeze {med['freeze'] * 1e3:8.2f} ms (x{rf:.3f})  mask+decay folding alone {100 * fold:.2f}% of a step")
 
     scores = torch.rand(15_300_000, generator=torch.Generator().manual_seed(0))
     k = int(0.01 * scores.numel())
@@ -135,6 +150,8 @@ def main() -> None:
         "masked_step_ratio_vgg16": results["vgg16"][0],
         "frozen_step_ratio_lenet5": results["lenet5"][1],
         "frozen_step_ratio_vgg16": results["vgg16"][1],
+        "mask_overhead_fraction_lenet5": results["lenet5"][2],
+        "mask_overhead_fraction_vgg16": results["vgg16"][2],
         "topk_15m_s": topk_s,
         "synflow_vgg16_s": synflow_s,
         "snip_vgg16_s": score_s["snip"],
