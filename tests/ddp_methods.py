@@ -22,20 +22,11 @@ from sparse_exp.methods import METHODS
 from sparse_exp.methods.base import Method, register_method
 from sparse_exp.sparsity.select import global_mask, kept_count
 
+from method_overrides import EXTRA
+
 BASE = ["dataset=synthetic", "dataset.shape=[1,28,28]", "dataset.size=200", "dataset.test_size=40", "model=lenet5",
         "trainer.epochs=1", "trainer.batch_size=45", "trainer.eval_batch_size=25", "trainer.log_every=2",
         "trainer.threads=1", "device=cpu"]
-# Per method: the mask changes inside the 4 steps of the tiny run (DST, GMP), LTH has 3 rounds.
-EXTRA = {
-    "set": ["method.update_every=2"],
-    "rigl": ["method.update_every=2"],
-    "gmp": ["method.reference_batch_size=null", "method.begin_step=1", "method.end_step=3", "method.update_every=1"],
-    "lth": ["method.compression=0.36", "method.rewind_step=1"],
-    "ft": ["method.pretrain_epochs=1", "method.finetune_epochs=1"],
-    "ip": ["sharing=coarse"],
-}
-
-
 @register_method("rank_dependent")
 class RankDependent(Method):
     """Each rank computes a different mask (random scores seeded with the rank)."""

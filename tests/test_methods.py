@@ -60,3 +60,9 @@ def test_partial_class_scoring_changes_the_mask(run_experiment):
     a, _ = run_experiment("method=snip", "method.compression=0.9", "dry_run=true", name="all")
     b, _ = run_experiment("method=snip", "method.compression=0.9", "dry_run=true", "method.score_classes=2", name="two")
     assert a["mask_sha256"] != b["mask_sha256"]
+
+
+def test_divergence_ends_the_run_as_diverged(run_experiment):
+    metrics, run_dir = run_experiment("method=dense", "trainer.lr=1e12", "trainer.epochs=3")
+    assert metrics["status"] == "diverged"
+    assert len(metrics["history"]) == 0  # stopped in the first epoch, no result claimed for it
