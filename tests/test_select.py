@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -100,3 +102,45 @@ def test_mask_save_load_roundtrip(tmp_path):
     m.save(tmp_path / "m.npz")
     back = Mask.load(tmp_path / "m.npz")
     assert back.equal(m) and back.sha256() == m.sha256()
+
+
+def _reference_rounds(scores_per_round, drops):
+    """Brute force: keep the top (live - n) live scores, ties to the lower index, round by round."""
+    alive = torch.ones(scores_per_round[0].numel(), dtype=torch.bool)
+    for scores, n in zip(scores_per_round, drops):
+        live_idx = alive.nonzero().reshape(-1)
+        keep = topk_mask(scores[live_idx], live_idx.numel() - n)
+        alive[live_idx[~keep]] = False
+    return alive
+
+
+@pytest.mark.parametrize("size", [1000, 300_000])
+def test_survivors_match_brute_force_with_ties(size):
+    from sparse_exp.sparsity.scores.survivors import Survivors
+
+    g = torch.Generator().manual_seed(size)
+    rounds = [torch.randint(0, 40, (size,), generator=g).float() for _ in range(6)]  # heavy ties
+    drops, live = [], size
+    for frac in (0.1, 0.3, 0.5, 0.6, 0.7, 0.9):  # dense phase first, then the index list
+        n = int(live * frac)
+        drops.append(n)
+        live -= n
+    s = Survivors(size)
+    for scores, n in zip(rounds, drops):
+        dropped = s.drop(scores.numpy(), n)
+        assert dropped.size == n and np.all(np.diff(dropped) > 0)
+    assert torch.equal(torch.from_numpy(s.alive), _reference_rounds(rounds, drops))
+
+
+def test_survivors_fall_back_when_the_sample_misleads():
+    from sparse_exp.sparsity.scores import survivors as sv
+
+    size = 1 << 20
+    scores = np.full(size, 5.0, dtype=np.float32)
+    scores[np.arange(0, size, size // sv.SAMPLE)] = 0.0  # the sample sees only the lowest scores
+    scores[: size // 2] += np.linspace(0, 1, size // 2, dtype=np.float32)
+    s = sv.Survivors(size)
+    assert s._drop_dense(scores, 200_000) is None  # the bound is too low: the exact path is taken
+    dropped = s.drop(scores, 200_000)
+    ref = _reference_rounds([torch.from_numpy(scores)], [200_000])
+    assert dropped.size == 200_000 and torch.equal(torch.from_numpy(s.alive), ref)

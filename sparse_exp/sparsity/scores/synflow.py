@@ -22,6 +22,7 @@ import torch
 from sparse_exp.models.base import prunable_parameters
 from sparse_exp.sparsity.mask import Mask
 from sparse_exp.sparsity.scores.context import ScoreContext
+from sparse_exp.sparsity.scores.survivors import Survivors
 
 SAFE_RANGE = (1e-30, 1e30)
 
@@ -91,15 +92,15 @@ def synflow_iterative(ctx: ScoreContext, keep: int) -> tuple[Mask, dict]:
     """Iterative SynFlow down to exactly `keep` weights; returns the mask and a few diagnostics.
 
     Pruned entries never come back: they are zeroed in the linearised network and only the live
-    ones are ranked. The path norm and its gradient come from the run's device; the ranking runs
-    on the host over the sorted flat indices of the live entries (exact top-k, ties to the lower
-    index), so everything but the forward/backward pass costs O(live) and shrinks every round."""
+    ones are ranked (exact, ties to the lower index; scores/survivors.py picks the cheaper exact
+    selection for the density). The path norm and its gradient come from the run's device, the
+    ranking runs on the host; the forward/backward passes dominate."""
     rounds = int(getattr(ctx.cfg, "synflow_rounds", 100))
     names = list(ctx.params)
     offsets = np.cumsum([0] + [ctx.params[n].numel() for n in names])
     D = int(offsets[-1])
     state = {"net": PathNorm(ctx, _dtype(ctx))}
-    live = np.arange(D)  # sorted flat indices of the entries still kept (int64: np.take is fastest with it)
+    survivors = Survivors(D)
 
     def zero(net: PathNorm, flat_indices: np.ndarray) -> None:
         """Prune sorted flat indices in the linearised network (split per layer by bisection)."""
@@ -111,40 +112,26 @@ def synflow_iterative(ctx: ScoreContext, keep: int) -> tuple[Mask, dict]:
                     p.view(-1)[torch.from_numpy(local).to(p.device)] = 0
 
     def restore(net: PathNorm) -> None:  # re-apply the pruning so far to a rebuilt (float64) net
-        dead = np.ones(D, dtype=bool)
-        dead[live] = False
-        zero(net, np.flatnonzero(dead))
+        zero(net, np.flatnonzero(~survivors.alive))
 
     density = keep / D if D else 1.0
-    buffer: dict = {}
+    scores = None  # one host buffer for all rounds (a fresh 60 MB tensor per round costs page faults)
     for k in range(1, rounds + 1):
         # eq. A.81: after round k the pruning rate is 1 - (1 - q)^(k / rounds)
         target = keep if k == rounds else max(keep, int(math.floor(D * density ** (k / rounds))))
-        if target >= live.size:
+        if target >= survivors.count:
             continue
         _scores_checked(ctx, state, restore)
         net, grads = state["net"], state["grads"]
-        if buffer.get("scores") is None or buffer["scores"].dtype != net.dtype:
-            # one host buffer for all rounds: a fresh 60 MB tensor per round costs more in page
-            # faults than the products written into it
-            buffer["scores"] = torch.empty(D, dtype=net.dtype)
-        scores = buffer["scores"]  # θ ⊙ dR/dθ, written straight into it
-        for i, n in enumerate(names):
+        if scores is None or scores.dtype != net.dtype:
+            scores = torch.empty(D, dtype=net.dtype)
+        for i, n in enumerate(names):  # θ ⊙ dR/dθ, written straight into the buffer
             chunk = scores[offsets[i] : offsets[i + 1]]
             g, p = grads[n].reshape(-1), net.params[n].detach().reshape(-1)
             if g.device.type == "cpu":
                 torch.mul(g, p, out=chunk)
             else:
                 chunk.copy_(g * p)
-        live_scores = np.take(scores.numpy(), live)
-        thr = np.partition(live_scores, live.size - target)[live.size - target]
-        chosen = live_scores > thr
-        missing = target - int(np.count_nonzero(chosen))
-        if missing > 0:
-            chosen[np.flatnonzero(live_scores == thr)[:missing]] = True
-        zero(net, live[~chosen])
-        live = live[chosen]
-    keep_flat = np.zeros(D, dtype=bool)
-    keep_flat[live] = True
-    final = Mask.from_flat(torch.from_numpy(keep_flat).to(ctx.device), ctx.params)
+        zero(net, survivors.drop(scores.numpy(), survivors.count - target))
+    final = Mask.from_flat(torch.from_numpy(survivors.alive.copy()).to(ctx.device), ctx.params)
     return final, {"rounds": rounds, "final_R": state.get("R"), "float64": state["net"].dtype == torch.float64}
