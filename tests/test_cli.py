@@ -26,8 +26,9 @@ def test_run_end_to_end(tmp_path):
     proc = run_cli([*TINY, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "test accuracy at the best validation epoch" in proc.stdout
-    for name in ("config.yaml", "metrics.json", "mask.npz", "checkpoint.pt", "run.log"):
+    for name in ("config.yaml", "metrics.json", "mask.npz", "compressed.npz", "checkpoint.pt", "run.log"):
         assert (run_dir / name).exists(), name
+    assert "compressed.npz, checkpoint.pt" in proc.stdout  # the summary names what was written
     m = _metrics(run_dir)
     assert m["status"] == "completed"
     for key in ("test_acc", "best_val_acc", "best_epoch", "final_train_acc", "params", "compression", "layers",
