@@ -21,13 +21,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from sparse_exp import distributed
+from sparse_exp.config.overrides import CONF_DIR, GROUPS, check_group_choices, check_overrides, group_options, sweep_keys  # noqa: F401
 from sparse_exp.errors import ConfigError
 from sparse_exp.tracking.metrics import failure_record
 
 log = logging.getLogger("sparse_exp")
-
-CONF_DIR = Path(__file__).resolve().parent / "conf"
-GROUPS = ("dataset", "model", "method", "sharing", "init", "trainer", "experiment")
 
 
 def _run_dir(resume, default):
@@ -36,28 +34,6 @@ def _run_dir(resume, default):
 
 
 SWEEP_KEYS_ENV = "SPARSE_EXP_SWEEP_KEYS"
-
-
-def _top_level_comma(value: str) -> bool:
-    depth = 0
-    for ch in value:
-        depth += ch in "[({"
-        depth -= ch in "])}"
-        if ch == "," and depth == 0:
-            return True
-    return False
-
-
-def sweep_keys(argv: list[str]) -> list[str]:
-    """Keys a multirun command line sweeps over (comma lists and sweep functions)."""
-    keys = []
-    for arg in argv:
-        if "=" not in arg or arg.startswith("-"):
-            continue
-        key, value = arg.split("=", 1)
-        if _top_level_comma(value) or value.startswith(("range(", "choice(", "glob(", "interval(")):
-            keys.append(key.lstrip("+~"))
-    return keys
 
 
 def _sweep_subdir(task_overrides, sweeper_params=None) -> str:
@@ -86,25 +62,12 @@ def _register_schemas() -> None:
     import sparse_exp.models  # noqa: F401
 
 
-def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+def _compose(overrides: list[str]) -> DictConfig:
+    """The task config for `overrides`, composed the way @hydra.main will (for the checks in main)."""
+    from hydra import compose, initialize_config_module
 
-
-def check_group_choices(argv: list[str]) -> str | None:
-    """One clear sentence for an unknown group option (Hydra's own message spans many lines)."""
-    for arg in argv:
-        if "=" not in arg or arg.startswith(("-", "+", "~", "hydra")):
-            continue
-        key, value = arg.split("=", 1)
-        if key not in GROUPS:
-            continue
-        if any(ch in value for ch in "()[]{}$*"):  # sweep functions like choice(...): leave to Hydra
-            continue
-        options = group_options(key)
-        for choice in value.split(","):
-            if choice and choice != "null" and choice not in options:
-                return f"{key}: unknown option '{choice}'; choose one of: {', '.join(options)}"
-    return None
+    with initialize_config_module(config_module="sparse_exp.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
 
 
 RUN_FILES = ("metrics.json", "config.yaml", "mask.npz", "compressed.npz", "checkpoint.pt", "run.log")
@@ -173,7 +136,8 @@ def _hydra_main(cfg: DictConfig):
 
 
 def main() -> None:
-    message = check_group_choices(sys.argv[1:])
+    _register_schemas()
+    message = check_overrides(sys.argv[1:], _compose)
     if message:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
@@ -188,7 +152,6 @@ def main() -> None:
     # Under torchrun: join the process group before Hydra composes; all ranks agree on one run dir.
     distributed.init()
     sys.argv += distributed.hydra_overrides(sys.argv[1:])
-    _register_schemas()
     try:
         _hydra_main()
     finally:

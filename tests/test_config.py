@@ -6,6 +6,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from sparse_exp.cli import CONF_DIR, GROUPS, check_group_choices, group_options
+from sparse_exp.config.overrides import check_overrides, sweep_keys
 from sparse_exp.config.validate import validate, validate_model_fits
 from sparse_exp.data import DATASETS
 from sparse_exp.errors import ConfigError
@@ -106,6 +107,51 @@ def test_unknown_group_option_is_one_sentence():
     assert msg.startswith("method: unknown option 'copz'; choose one of:") and "dense" in msg
     assert check_group_choices(["method=dense", "seed=1"]) is None
     assert "snap" in check_group_choices(["method=dense,snap"])
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["method=snip", "method.criterion=grasp"],
+         "method.criterion: no such key in method (method=snip); the keys there are: name, compression,"),
+        (["experiment=a10_cops_vgg16_cifar10", "method.bogus=1"],  # the preset selects method=g_cops
+         "method.bogus: no such key in method (method=g_cops); the keys there are: name, compression,"),
+        (["trainer.epoch=3"], "trainer.epoch: no such key in trainer (trainer=demo); the keys there are: name, epochs,"),
+        (["sed=1"], "sed: no such key in the top level; the keys there are: dataset,"),
+        (["trainer.epochs=many"], "trainer.epochs: Value 'many' of type 'str' could not be converted to Integer"),
+        (["-m", "method.compression=0.9,0.99", "method.bogus=1,2"], "method.bogus: no such key in method (method=freezenet)"),
+        (["method=copz"], "method: unknown option 'copz'; choose one of:"),
+    ],
+)
+def test_bad_override_is_one_sentence_naming_key_and_allowed(make_cfg, argv, expected):
+    msg = check_overrides(argv, lambda overrides: make_cfg(*overrides))
+    assert msg is not None and msg.startswith(expected) and "\n" not in msg
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["method=cops", "method.alpha=0.5", "trainer.lr_milestones=[3,4]", "dataset=synthetic", "dataset.shape=[1,28,28]"],
+        ["-m", "method.compression=0.9,0.99", "seed=0,1"],
+        ["-m", "method=snip,freezenet", "method.criterion=grasp"],  # exists for one of them: Hydra decides
+        ["-m", "experiment=a9_lenet5_mnist,a10_cops_lenet5_mnist", "method.alpha=0.1"],
+    ],
+)
+def test_good_or_undecidable_overrides_pass(make_cfg, argv):
+    calls = []
+
+    def compose(overrides):
+        calls.append(overrides)
+        return make_cfg(*overrides)
+
+    assert check_overrides(argv, compose) is None
+    assert len(calls) <= 1  # one composition at most when nothing is wrong
+
+
+def test_sweep_keys_tell_lists_from_sweeps():
+    argv = ["-m", "method.compression=0.9,0.99", "dataset.shape=[1,28,28]", "+seed=range(3)", "model=lenet5"]
+    assert sweep_keys(argv) == ["method.compression", "seed"]
 
 
 def test_preset_may_set_top_level_keys(make_cfg, tmp_path):
