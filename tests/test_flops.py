@@ -12,7 +12,7 @@ from torch import nn
 from sparse_exp.experiment import run
 from sparse_exp.layers.interspace import to_interspace
 from sparse_exp.measure.flops import flops_summary, ip_over_sp, layer_flops
-from sparse_exp.measure.storage import coefficient_compression, mask_entropy_bits, q_with_bases
+from sparse_exp.measure.storage import coefficient_compression, q_with_bases
 from sparse_exp.models import declare
 from tests.conftest import TINY
 
@@ -104,7 +104,6 @@ def test_storage_helpers():
     q = coefficient_compression(0.9, 1000, 20)  # kept (1 - 0.9) * 1020 - 20 = 82 coefficients
     assert q == pytest.approx(1 - 82 / 1000)
     assert q_with_bases(round((1 - q) * 1000), 1000, 20, 20) == pytest.approx(0.9)
-    assert mask_entropy_bits(0.5) == pytest.approx(1.0) and mask_entropy_bits(0.0) == 0.0
 
 
 def test_runs_write_flops_bases_and_interspace_metrics(make_cfg, tmp_path):

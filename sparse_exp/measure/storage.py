@@ -7,8 +7,6 @@ Counting convention of metrics.json (`params`, `compression`):
 """
 from __future__ import annotations
 
-import math
-
 from torch import nn
 
 
@@ -38,16 +36,3 @@ def coefficient_compression(q_total: float, prunable: int, bases: int) -> float:
     if kept < 0:
         raise ValueError(f"the {bases} basis parameters alone exceed the budget of q_total={q_total}")
     return 1.0 - kept / prunable
-
-
-def mask_entropy_bits(q: float) -> float:
-    """Eq. A.2: bits per mask entry for an entropy-coded mask with pruning rate q."""
-    if q <= 0.0 or q >= 1.0:
-        return 0.0
-    return -q * math.log2(q) - (1.0 - q) * math.log2(1.0 - q)
-
-
-def sparse_storage_bits(prunable: int, q: float, bases: int = 0, bits: int = 32) -> float:
-    """Appendix C: prunable * (S + (1 - q) bits) for the entropy-coded mask and the kept values, plus
-    the bases in full precision."""
-    return prunable * (mask_entropy_bits(q) + (1.0 - q) * bits) + bases * bits
