@@ -29,3 +29,22 @@ def test_method_runs(run_experiment, name):
     model = load_compressed(run_dir / "compressed.npz")
     best = load_torch(run_dir / "checkpoint.pt")["best_state"]
     assert all(torch.equal(model.state_dict()[k], v) for k, v in best.items())
+
+
+@pytest.mark.parametrize("name", ["set", "rigl", "gmp", "ft", "lth"])
+def test_mask_changing_methods_run_in_the_interspace(run_experiment, name):
+    """IP-SET, IP-RigL, IP-GMP, IP-FT, IP-LTH (issue 6 with the interspace of issue 5): the masks live
+    on the coefficients β of the KxK convolutions and change during the run as in the spatial case."""
+    overrides = [f"method={name}", "sharing=fine", "init=standard", "trainer.lr=0.01", "trainer.epochs=1",
+                 "trainer.max_steps_per_epoch=4", *EXTRA.get(name, [])]
+    metrics, run_dir = run_experiment(*overrides)
+    assert metrics["status"] == "completed", metrics
+    names = [layer["name"] for layer in metrics["layers"]]
+    assert "conv1.coeff" in names and "conv2.coeff" in names and "conv1.weight" not in names, names
+    q, p = metrics["config"]["method"]["compression"], metrics["params"]
+    assert p["basis"] > 0 and p["trainable_weights"] == math.floor((1 - q) * p["total_weights"] + 1e-9)
+    if name in ("set", "rigl"):
+        assert metrics["dst"]["updates"] >= 1 and metrics["dst"]["exchanged"] > 0
+    model = load_compressed(run_dir / "compressed.npz")
+    best = load_torch(run_dir / "checkpoint.pt")["best_state"]
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in best.items())
