@@ -116,3 +116,17 @@ def test_optimizer_state_moves_between_mask_modes():
     assert roles == {"decay": 5e-4, "prunable": 0.0, "no_decay": 0.0}
     for n, p in params.items():
         assert torch.count_nonzero(opt2.state[p]["momentum_buffer"][~mask.masks[n]]) == 0
+
+
+@pytest.mark.parametrize("mode,decay_frozen", [("dense", False), ("prune", False), ("freeze", False), ("freeze", True)])
+def test_gradient_flow_counts_the_loss_gradient_of_trained_weights_only(mode, decay_frozen):
+    """Figs. 3.1/3.5b: sum |dL/dθ| over trained entries; weight decay (folded into .grad later by
+    prepare_gradients) and masked entries do not count."""
+    _, params, mask, enforcer, _ = _setup(mode, decay_frozen, wd=0.1)
+    for p in params.values():
+        p.grad = torch.ones_like(p)
+    kept = sum(p.numel() for p in params.values()) if mode == "dense" else mask.kept()
+    assert enforcer.trained_grad_l1() == pytest.approx(kept)
+    if mode != "dense":  # (dense: SGD applies the decay itself, .grad stays the loss gradient)
+        enforcer.prepare_gradients()  # decay now in .grad: the flow read after this would be biased
+        assert enforcer.trained_grad_l1() != pytest.approx(kept)

@@ -86,6 +86,18 @@ class MaskEnforcer:
             torch._foreach_mul_(grads, self._mlist)
 
     @torch.no_grad()
+    def trained_grad_l1(self) -> float:
+        """Sum of |dL/dθ| over the trained prunable entries (Figs. 3.1, 3.5b): the loss gradient only,
+        so call it before `prepare_gradients` folds the weight decay in."""
+        pairs = [(p.grad, m) for p, m in zip(self._plist, self._mlist) if p.grad is not None]
+        if not pairs:
+            return 0.0
+        grads = [g for g, _ in pairs]
+        if self.active:
+            grads = torch._foreach_mul(grads, [m for _, m in pairs])
+        return float(torch.stack(torch._foreach_norm(grads, 1)).sum())
+
+    @torch.no_grad()
     def set_mask(self, mask: Mask, optimizer: torch.optim.Optimizer | None = None, regrown_value: float = 0.0) -> None:
         """Replace the mask (DST, GMP, LTH). Newly pruned entries become zero; regrown entries start at
         `regrown_value` (0, as SET/RigL prescribe) with zero momentum (appendix G.3)."""

@@ -170,10 +170,10 @@ class Trainer:
             if self.scaler.is_enabled():
                 self.scaler.unscale_(self.optimizer)
             self.method.after_backward(self, self.step)
-            self.enforcer.prepare_gradients()
             log_now = (self.step + 1) % self.tcfg.log_every == 0
-            if log_now:
-                flow.append(self._grad_l1())
+            if log_now:  # the loss gradient of the trained weights, before decay is folded in
+                flow.append(self.enforcer.trained_grad_l1())
+            self.enforcer.prepare_gradients()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.step += 1
@@ -204,13 +204,6 @@ class Trainer:
             extra["grad_l1_std"] = float(t.std()) if len(flow) > 1 else 0.0
         loss = float(loss_sum) / samples if samples else float("nan")
         return {"loss": loss, "acc": int(correct) / samples if samples else float("nan"), "samples": samples, "extra": extra}
-
-    @torch.no_grad()
-    def _grad_l1(self) -> float:
-        grads = [p.grad for p in self.enforcer.params.values() if p.grad is not None]
-        if not grads:
-            return 0.0
-        return float(torch.stack(torch._foreach_norm(grads, 1)).sum())
 
     # resume -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
