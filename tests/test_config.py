@@ -118,6 +118,7 @@ def test_unknown_group_option_is_one_sentence():
          "method.bogus: no such key in method (method=g_cops); the keys there are: name, compression,"),
         (["trainer.epoch=3"], "trainer.epoch: no such key in trainer (trainer=demo); the keys there are: name, epochs,"),
         (["sed=1"], "sed: no such key in the top level; the keys there are: dataset,"),
+        (["+trainer.epoch=3"], "trainer.epoch: no such key in trainer (trainer=demo)"),  # `+` would add an unread key
         (["trainer.epochs=many"], "trainer.epochs: Value 'many' of type 'str' could not be converted to Integer"),
         (["-m", "method.compression=0.9,0.99", "method.bogus=1,2"], "method.bogus: no such key in method (method=freezenet)"),
         (["method=copz"], "method: unknown option 'copz'; choose one of:"),

@@ -1,10 +1,11 @@
 """Command-line overrides, read before Hydra runs: which keys a multirun sweeps, and one sentence
 for a bad override that names the key and what is allowed (Hydra's own messages span several lines
-and suggest `+key=...`, which a structured config refuses anyway):
+and suggest `+key=...`, which would add a key that nothing reads):
 
 * an unknown group option (`method=copz`) lists the group's options;
-* an unknown key (`method.bogus=1`, `trainer.epoch=3`, `sed=1`) lists the keys of the config node
-  it was meant for, in the groups that the command line (and an experiment preset) selects;
+* an unknown key (`method.bogus=1`, `trainer.epoch=3`, `sed=1`, also as `+trainer.epoch=3`) lists
+  the keys of the config node it was meant for, in the groups that the command line (and an
+  experiment preset) selects;
 * a value of the wrong type (`trainer.epochs=many`) says which type the key takes.
 
 Ranges and cross-key rules are checked later, on the composed config (config/validate.py).
@@ -98,6 +99,10 @@ def check_overrides(argv: list[str], compose: Callable[[list[str]], DictConfig])
     if "experiment" in swept_groups:  # a preset may select any group: every key may exist for some job
         return None
     keys = [(k, v) for k, v in pairs if k not in GROUPS and k.split(".")[0] not in swept_groups]
+    # `+key=value` would add a key that nothing reads (a typo that silently does nothing): the key
+    # must exist already, and then Hydra itself refuses the `+`
+    appended = [a.lstrip("+").split("=", 1) for a in argv if a.startswith("+") and "=" in a]
+    keys += [(k, v) for k, v in appended if not k.startswith("hydra") and k.split(".")[0] not in swept_groups]
     if not keys:
         return None
     fixed = [f"{k}={v}" for k, v in pairs if not is_sweep(v)]
