@@ -75,14 +75,18 @@ RUN_FILES = ("metrics.json", "config.yaml", "mask.npz", "compressed.npz", "check
 
 def _print_summary(metrics: dict, out_dir: Path) -> None:
     def pct(x):
-        return "n/a" if x is None else f"{100 * x:.2f}%"
+        return "n/a" if x is None or x != x else f"{100 * x:.2f}%"  # None or NaN: nothing measured
 
     p, c = metrics["params"], metrics["compression"]
     written = [f for f in RUN_FILES if (out_dir / f).exists()]
+    if metrics["status"] == "dry_run":
+        result = "dry run: masks computed, nothing trained"
+    else:
+        result = (f"test accuracy at the best validation epoch ({metrics.get('best_epoch')}): {pct(metrics.get('test_acc'))}"
+                  f" (validation {pct(metrics.get('best_val_acc'))}, final train {pct(metrics.get('final_train_acc'))})")
     lines = [
         f"status: {metrics['status']}",
-        f"test accuracy at the best validation epoch ({metrics.get('best_epoch')}): {pct(metrics.get('test_acc'))}"
-        f" (validation {pct(metrics.get('best_val_acc'))}, final train {pct(metrics.get('final_train_acc'))})",
+        result,
         f"trained parameters: {p['trainable']:,} of {p['total']:,}; weights {p['trainable_weights']:,} of "
         f"{p['total_weights']:,} (q = {c['q']:.4f}, q_beta = {c['q_beta']:.4f})",
         f"run dir: {out_dir}  ({', '.join(written)})",

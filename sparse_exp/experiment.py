@@ -47,6 +47,35 @@ def build_model(cfg, num_classes: int, input_shape: tuple[int, int, int], init_s
     return model
 
 
+def _build_session(cfg: DictConfig, out_dir: Path, device: torch.device, resume_state, is_writer: bool) -> Session:
+    """Data, model, method and tracker of a run, as one Session (the flow of DESIGN.md)."""
+    data = DATASETS.get(cfg.dataset.name)(
+        cfg.dataset, batch_size=cfg.trainer.batch_size, eval_batch_size=cfg.trainer.eval_batch_size,
+        seed=cfg.seed, device=device,
+    )
+    distributed.shard(data)  # each rank's part of every batch (nothing changes in one process)
+    validate_model_fits(cfg, data.input_shape)
+    init_seed = init_seed_of(cfg)
+    model = build_model(cfg, data.num_classes, data.input_shape, init_seed).to(device)
+    if cfg.trainer.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    elif cfg.trainer.channels_last:
+        log.info("trainer.channels_last=true applies on CUDA only; the CPU run keeps the default memory format")
+    model = distributed.prepare_model(model, cfg.trainer.sync_bn)
+    method = METHODS.get(cfg.method.name)(cfg.method)
+    purge = resume_state["global_step"] + 1 if resume_state else None
+    tracker = Tracker(out_dir, purge_step=purge, enabled=is_writer)
+    session = Session(cfg, out_dir, device, model, data, method, tracker, init_seed, resume_state, is_writer)
+    attach_measurements(session)  # FLOPs for every run; interspace probes and metrics when sharing != none
+    if distributed.active():
+        session.extra_metrics.append(distributed.metrics)
+    session.log(data.description)
+    session.log(f"model {cfg.model.name}: {sum(p.numel() for p in model.parameters()):,} parameters on {device}")
+    if resume_state is None:
+        tracker.text("config", "```\n" + OmegaConf.to_yaml(cfg) + "\n```")
+    return session
+
+
 def run(cfg: DictConfig, out_dir: Path, choices: Optional[dict] = None, is_writer: bool = True) -> dict:
     """Run one experiment into `out_dir` and return its metrics (also written to metrics.json).
 
@@ -72,38 +101,17 @@ def run(cfg: DictConfig, out_dir: Path, choices: Optional[dict] = None, is_write
         OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
         write_json(out_dir / "metrics.json", {"status": "running"})
 
-    data = DATASETS.get(cfg.dataset.name)(
-        cfg.dataset, batch_size=cfg.trainer.batch_size, eval_batch_size=cfg.trainer.eval_batch_size,
-        seed=cfg.seed, device=device,
-    )
-    distributed.shard(data)  # each rank's part of every batch (nothing changes in one process)
-    validate_model_fits(cfg, data.input_shape)
-    init_seed = init_seed_of(cfg)
-    model = build_model(cfg, data.num_classes, data.input_shape, init_seed).to(device)
-    if cfg.trainer.channels_last and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    elif cfg.trainer.channels_last:
-        log.info("trainer.channels_last=true applies on CUDA only; the CPU run keeps the default memory format")
-    model = distributed.prepare_model(model, cfg.trainer.sync_bn)
-    method = METHODS.get(cfg.method.name)(cfg.method)
-    purge = resume_state["global_step"] + 1 if resume_state else None
-    tracker = Tracker(out_dir, purge_step=purge, enabled=is_writer)
-    session = Session(cfg, out_dir, device, model, data, method, tracker, init_seed, resume_state, is_writer)
-    attach_measurements(session)  # FLOPs for every run; interspace probes and metrics when sharing != none
-    if distributed.active():
-        session.extra_metrics.append(distributed.metrics)
-    session.log(data.description)
-    session.log(f"model {cfg.model.name}: {sum(p.numel() for p in model.parameters()):,} parameters on {device}")
-    if resume_state is None:
-        tracker.text("config", "```\n" + OmegaConf.to_yaml(cfg) + "\n```")
-
-    try:
-        method.run(session)
+    tracker = None
+    try:  # any failure from here on is recorded as failed, never as a result
+        session = _build_session(cfg, out_dir, device, resume_state, is_writer)
+        tracker = session.tracker
+        session.method.run(session)
         status = "dry_run" if cfg.dry_run else session.status
-    except Exception as exc:  # recorded as failed, never as a result
+    except Exception as exc:
         if is_writer:
             write_json(out_dir / "metrics.json", failure_record(cfg, f"{type(exc).__name__}: {exc}", choices or {}))
-        tracker.close()
+        if tracker is not None:
+            tracker.close()
         raise
 
     metrics = build_metrics(session, status, choices or {}, run_info(cfg, device), time.perf_counter() - t_start)

@@ -70,6 +70,7 @@ def test_dry_run_trains_nothing(tmp_path):
     assert proc.returncode == 0, proc.stderr
     m = _metrics(run_dir)
     assert m["status"] == "dry_run" and m["history"] == [] and m["test_acc"] is None
+    assert "dry run: masks computed, nothing trained" in proc.stdout and "nan%" not in proc.stdout
 
 
 @pytest.mark.parametrize(

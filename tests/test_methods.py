@@ -1,6 +1,8 @@
 """Method-level behaviour shared by the pruning-at-initialisation baselines and FreezeNet."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -66,3 +68,23 @@ def test_divergence_ends_the_run_as_diverged(run_experiment):
     metrics, run_dir = run_experiment("method=dense", "trainer.lr=1e12", "trainer.epochs=3")
     assert metrics["status"] == "diverged"
     assert len(metrics["history"]) == 0  # stopped in the first epoch, no result claimed for it
+
+
+@pytest.mark.parametrize("stage", ["data", "method"])
+def test_a_crash_at_any_stage_is_recorded_as_failed(run_experiment, monkeypatch, tmp_path, stage):
+    """A bug while loading data or computing the mask leaves metrics.json with status failed (never
+    'running', never a result), so a sweep's report counts the job as failed."""
+    from sparse_exp.data import DATASETS
+    from sparse_exp.methods import METHODS
+
+    def boom(*args, **kwargs):
+        raise RuntimeError(f"boom in {stage}")
+
+    if stage == "data":
+        monkeypatch.setitem(DATASETS._entries, "synthetic", boom)
+    else:
+        monkeypatch.setattr(METHODS.get("snip"), "prepare", boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_experiment("method=snip")
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["status"] == "failed" and "boom" in m["error"] and "test_acc" not in m
