@@ -23,8 +23,21 @@ GROUPS = ("dataset", "model", "method", "sharing", "init", "trainer", "experimen
 SWEEP_FUNCTIONS = ("range(", "choice(", "glob(", "interval(", "tag(", "sort(", "shuffle(")
 
 
-def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+def group_options(group: str, searchpath: tuple[Path, ...] = ()) -> list[str]:
+    """The options of a config group: its YAML files here and in `hydra.searchpath` folders."""
+    return sorted({p.stem for folder in (CONF_DIR, *searchpath) for p in (Path(folder) / group).glob("*.yaml")})
+
+
+def _searchpath(argv: list[str]) -> tuple[Path, ...]:
+    """Local folders named by `hydra.searchpath=[file://...]` (the user's own presets)."""
+    folders = []
+    for arg in argv:
+        if arg.startswith("hydra.searchpath="):
+            for item in arg.split("=", 1)[1].strip("[]").split(","):
+                item = item.strip().strip("'\"")
+                if item.startswith("file://"):
+                    folders.append(Path(item[len("file://"):]))
+    return tuple(folders)
 
 
 def _top_level_comma(value: str) -> bool:
@@ -65,7 +78,7 @@ def check_group_choices(argv: list[str]) -> str | None:
     for key, value in plain_overrides(argv):
         if key not in GROUPS or any(ch in value for ch in "()[]{}$*"):  # sweep functions: left to Hydra
             continue
-        options = group_options(key)
+        options = group_options(key, _searchpath(argv))
         for choice in value.split(","):
             if choice and choice != "null" and choice not in options:
                 return f"{key}: unknown option '{choice}'; choose one of: {', '.join(options)}"
