@@ -60,6 +60,8 @@ def test_invalid_settings_are_rejected(make_cfg):
 def test_alpha_is_an_hparam(make_cfg):
     hp = hparams_of(make_cfg("method=g_cops", "method.alpha=0.999"), {"experiment": "a10_cops_vgg16_cifar10"})
     assert hp["method.alpha"] == 0.999 and hp["method.control"] == "grasp" and hp["method.lam"] == 1.0
+    hp = hparams_of(make_cfg("sharing=out_nc", "sharing.nc=64", "init=random", "sharing.dict_size=5"), {})
+    assert hp["sharing"] == "out_nc" and hp["sharing.nc"] == 64 and hp["sharing.dict_size"] == 5  # Figs. 5.10, 5.11b
 
 
 def test_presets_compose_and_validate():

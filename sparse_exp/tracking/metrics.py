@@ -88,9 +88,10 @@ def hparams_of(cfg, choices: dict) -> dict:
         "epochs": cfg.trainer.epochs,
         "batch_size": cfg.trainer.batch_size,
     }
-    for key, value in OmegaConf.to_container(cfg.method, resolve=True).items():
-        if key != "name" and isinstance(value, (int, float, str, bool)):
-            flat[f"method.{key}"] = value
+    for group in ("method", "sharing"):  # every scalar knob: α grids, basis counts nc, dictionary sizes n#
+        for key, value in OmegaConf.to_container(cfg[group], resolve=True).items():
+            if key != "name" and isinstance(value, (int, float, str, bool)):
+                flat[f"{group}.{key}"] = value
     if choices.get("experiment"):
         flat["experiment"] = choices["experiment"]
     return flat
