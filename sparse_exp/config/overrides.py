@@ -111,11 +111,11 @@ def check_overrides(argv: list[str], compose: Callable[[list[str]], DictConfig])
     swept_groups = {k for k, v in pairs if k in GROUPS and is_sweep(v)}
     if "experiment" in swept_groups:  # a preset may select any group: every key may exist for some job
         return None
-    keys = [(k, v) for k, v in pairs if k not in GROUPS and k.split(".")[0] not in swept_groups]
+    keys = [k for k, _ in pairs if k not in GROUPS and k.split(".")[0] not in swept_groups]
     # `+key=value` would add a key that nothing reads (a typo that silently does nothing): the key
     # must exist already, and then Hydra itself refuses the `+`
-    appended = [a.lstrip("+").split("=", 1) for a in argv if a.startswith("+") and "=" in a]
-    keys += [(k, v) for k, v in appended if not k.startswith("hydra") and k.split(".")[0] not in swept_groups]
+    appended = [a.lstrip("+").split("=", 1)[0] for a in argv if a.startswith("+") and "=" in a]
+    keys += [k for k in appended if not k.startswith("hydra") and k.split(".")[0] not in swept_groups]
     if not keys:
         return None
     fixed = [f"{k}={v}" for k, v in pairs if not is_sweep(v)]
@@ -132,7 +132,7 @@ def check_overrides(argv: list[str], compose: Callable[[list[str]], DictConfig])
             cfg = compose([a for a in fixed if a.split("=", 1)[0] in GROUPS or a.startswith("hydra.")])
         except Exception:  # noqa: BLE001
             return None
-    for key, _ in keys:
+    for key in keys:
         missing = _missing_key(cfg, key)
         if missing is not None:
             return _no_such_key(cfg, key, *missing)
