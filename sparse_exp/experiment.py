@@ -5,6 +5,7 @@ config -> data + model -> method (masks) -> trainer -> logs / metrics.json / mas
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Optional
@@ -25,9 +26,12 @@ from sparse_exp.seeding import derive_seed
 from sparse_exp.tracking.files import load_torch, read_json, write_json
 from sparse_exp.tracking.metrics import build_metrics, failure_record, hparams_of
 from sparse_exp.tracking.tensorboard import Tracker
+from sparse_exp.training.interrupt import InterruptGuard, Interrupted
 from sparse_exp.training.session import CHECKPOINT, Session
 
 log = logging.getLogger("sparse_exp")
+
+FINISHED = ("completed", "diverged", "dry_run")  # statuses a resume or a re-run sweep leaves alone
 
 
 def init_seed_of(cfg) -> int:
@@ -76,45 +80,66 @@ def _build_session(cfg: DictConfig, out_dir: Path, device: torch.device, resume_
     return session
 
 
-def run(cfg: DictConfig, out_dir: Path, choices: Optional[dict] = None, is_writer: bool = True) -> dict:
+def run(cfg: DictConfig, out_dir: Path, choices: Optional[dict] = None, is_writer: bool = True,
+        notes: Optional[dict] = None) -> dict:
     """Run one experiment into `out_dir` and return its metrics (also written to metrics.json).
+    `notes` (e.g. the sweep overrides that did not apply to this job) are added to metrics.json.
 
-    Under torchrun every rank calls this with the same `out_dir`; only the writer (rank 0) writes."""
+    Under torchrun every rank calls this with the same `out_dir`; only the writer (rank 0) writes.
+    A signal (Ctrl-C, SIGTERM, SIGUSR1/2) ends the run with a checkpoint, `status: interrupted` in
+    metrics.json and `Interrupted` raised to the caller (training/interrupt.py)."""
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    notes = dict(notes or {})
     resume_state = None
     if cfg.resume:
         metrics_path = out_dir / "metrics.json"
         if metrics_path.exists():
             previous = read_json(metrics_path)
-            if previous.get("status") in ("completed", "diverged", "dry_run"):
+            if previous.get("status") in FINISHED:
                 log.info(f"{out_dir} already finished (status {previous['status']}); nothing to resume")
                 return previous
         if (out_dir / CHECKPOINT).exists():
             resume_state = load_torch(out_dir / CHECKPOINT)
+    if resume_state is None and is_writer:
+        # Starting from scratch in a dir that held an attempt (resume without a checkpoint, a rerun of a
+        # failed sweep job): its TensorBoard events would draw a second curve over the same steps.
+        shutil.rmtree(out_dir / "tb", ignore_errors=True)
     validate(cfg)
     device = distributed.rank_device(resolve_device(cfg.device))
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
     if is_writer:
         OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
-        write_json(out_dir / "metrics.json", {"status": "running"})
+        write_json(out_dir / "metrics.json", {"status": "running", **notes})
 
-    tracker = None
-    try:  # any failure from here on is recorded as failed, never as a result
-        session = _build_session(cfg, out_dir, device, resume_state, is_writer)
-        tracker = session.tracker
-        session.method.run(session)
-        status = "dry_run" if cfg.dry_run else session.status
-    except Exception as exc:
-        if is_writer:
-            write_json(out_dir / "metrics.json", failure_record(cfg, f"{type(exc).__name__}: {exc}", choices or {}))
-        if tracker is not None:
-            tracker.close()
-        raise
+    session = None
+    with InterruptGuard() as guard:
+        try:  # any failure from here on is recorded as failed, never as a result
+            session = _build_session(cfg, out_dir, device, resume_state, is_writer)
+            session.interrupt, session.started = guard, t_start
+            session.method.run(session)
+            status = "dry_run" if cfg.dry_run else session.status
+        except Interrupted as exc:
+            if is_writer:
+                write_json(out_dir / "metrics.json", interrupted_record(cfg, exc, choices or {}, notes, out_dir))
+            if session is not None:
+                session.tracker.close()
+            guard.chain(exc.signum)  # submitit's handler requeues the job (it continues from the checkpoint)
+            raise
+        except Exception as exc:
+            if is_writer:
+                write_json(out_dir / "metrics.json",
+                           {**failure_record(cfg, f"{type(exc).__name__}: {exc}", choices or {}), **notes})
+            if session is not None:
+                session.tracker.close()
+            raise
 
-    metrics = build_metrics(session, status, choices or {}, run_info(cfg, device), time.perf_counter() - t_start)
+    tracker = session.tracker
+    metrics = build_metrics(session, status, choices or {}, run_info(cfg, device),
+                            session.previous_elapsed_s + time.perf_counter() - t_start)
+    metrics.update(notes)
     if is_writer:
         metrics["storage"] = storage = export_run(session, out_dir, metrics["params"])
         session.log(
@@ -133,3 +158,10 @@ def run(cfg: DictConfig, out_dir: Path, choices: Optional[dict] = None, is_write
             })
     tracker.close()
     return metrics
+
+
+def interrupted_record(cfg, exc: Interrupted, choices: dict, notes: dict, out_dir: Path) -> dict:
+    """metrics.json of an interrupted run: where it stopped and how to continue, never a result."""
+    record = failure_record(cfg, str(exc), choices)
+    record.update(status="interrupted", signal=exc.signum, checkpoint=(out_dir / CHECKPOINT).exists(), **notes)
+    return record

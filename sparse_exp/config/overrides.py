@@ -67,10 +67,16 @@ def plain_overrides(argv: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _one_value_choice(value: str) -> bool:
+    """`choice(x)`: how a key under a swept group is passed on to the jobs (cli.defer_group_keys), not a sweep."""
+    return value.startswith("choice(") and value.endswith(")") and not _top_level_comma(value[len("choice("):-1])
+
+
 def sweep_keys(argv: list[str]) -> list[str]:
-    """Keys a multirun command line sweeps over (comma lists and sweep functions)."""
+    """Keys a multirun command line sweeps over (comma lists and sweep functions of several values)."""
     return [arg.split("=", 1)[0].lstrip("+~") for arg in argv
-            if "=" in arg and not arg.startswith("-") and is_sweep(arg.split("=", 1)[1])]
+            if "=" in arg and not arg.startswith("-") and is_sweep(arg.split("=", 1)[1])
+            and not _one_value_choice(arg.split("=", 1)[1])]
 
 
 def check_group_choices(argv: list[str]) -> str | None:

@@ -79,6 +79,9 @@ class TrainerConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; CUDA only for fp16)
     channels_last: bool = False
     sync_bn: bool = False
+    # Mid-epoch checkpoints (every epoch ends with one anyway): every N steps and/or every M minutes.
+    checkpoint_every_steps: Optional[int] = None
+    checkpoint_every_min: Optional[float] = None
 
 
 @register_schema("method", "base")

@@ -64,6 +64,10 @@ def validate(cfg) -> None:
     _check(t.max_steps_per_epoch is None or t.max_steps_per_epoch >= 1,
            f"trainer.max_steps_per_epoch must be >= 1 or null; got {t.max_steps_per_epoch}")
     _check(t.threads is None or t.threads >= 1, f"trainer.threads must be >= 1 or null; got {t.threads}")
+    _check(t.checkpoint_every_steps is None or t.checkpoint_every_steps >= 1,
+           f"trainer.checkpoint_every_steps must be >= 1 or null; got {t.checkpoint_every_steps}")
+    _check(t.checkpoint_every_min is None or t.checkpoint_every_min > 0,
+           f"trainer.checkpoint_every_min must be > 0 or null; got {t.checkpoint_every_min}")
     _check(t.precision in PRECISIONS, f"trainer.precision must be one of {', '.join(PRECISIONS)}; got '{t.precision}'")
 
     _check(0 <= cfg.seed < 2**63, f"seed must be a non-negative integer; got {cfg.seed}")
@@ -93,6 +97,22 @@ def resolve_device(name: str) -> torch.device:
             raise ConfigError(f"device={name} but only {torch.cuda.device_count()} CUDA devices exist")
         return dev
     raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got '{name}'")
+
+
+# (C, H, W) of each dataset's inputs, known before any file is read (the sweeper checks every job of a
+# sweep with it before launching the first); the loaded Data checks the same again (validate_model_fits).
+INPUT_SHAPES = {
+    "mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32),
+    "tiny_imagenet": (3, 64, 64), "imagenet": (3, 224, 224),
+}
+
+
+def validate_model_fits_statically(cfg) -> None:
+    """validate_model_fits without loading the data, for the datasets whose input shape is fixed."""
+    d = cfg.dataset
+    shape = INPUT_SHAPES.get(d.name) or (tuple(d.shape) if "shape" in d else None)
+    if shape is not None:
+        validate_model_fits(cfg, shape)
 
 
 def validate_model_fits(cfg, input_shape) -> None:
