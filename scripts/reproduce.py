@@ -24,6 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ("repro_fig3_3", "repro_fig3_4b", "repro_fig3_6", "repro_table4_1", "repro_fig4_6", "repro_fig4_8",
                "repro_fig5_5", "repro_fig5_9a", "repro_others")
 QUICK = ("seed=0", "trainer.epochs=1", "trainer.max_steps_per_epoch=20")
+QUICK_SCORING = ("method.score_batches=2",)  # for the experiments whose every method scores (chapter 4)
+QUICK_EXTRA = {"repro_table4_1": QUICK_SCORING, "repro_fig4_6": QUICK_SCORING, "repro_fig4_8": QUICK_SCORING}
 
 
 def sparse_exp() -> list[str]:
@@ -31,9 +33,10 @@ def sparse_exp() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "sparse_exp"]
 
 
-def run_experiment(name: str, runs: Path, jobs: int, quick: bool) -> tuple[int, float]:
+def run_experiment(name: str, runs: Path, jobs: int, quick: bool, extra: list[str] = ()) -> tuple[int, float]:
     cmd = [*sparse_exp(), "-m", f"experiment={name}", f"hydra.sweep.dir={runs / name}",
-           "hydra/launcher=joblib_local", f"hydra.launcher.n_jobs={jobs}", *(QUICK if quick else ())]
+           "hydra/launcher=joblib_local", f"hydra.launcher.n_jobs={jobs}",
+           *((*QUICK, *QUICK_EXTRA.get(name, ())) if quick else ()), *extra]
     print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
     t0 = time.perf_counter()
     log = runs / f"{name}.log"
@@ -54,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=Path, default=None, help="page dir (default docs/ for the full run, <out>/docs for --quick)")
     parser.add_argument("--jobs", type=int, default=2, help="jobs at a time (one thread each)")
     parser.add_argument("--page-only", action="store_true", help="do not run anything; rebuild the page")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra overrides for every sweep (tests)")
     args = parser.parse_args(argv)
 
     out = args.out or REPO / ("reproduce-quick" if args.quick else "reproduce")
@@ -65,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     if not args.page_only:
         for name in names:
-            rc, seconds = run_experiment(name, runs, args.jobs, args.quick)
+            rc, seconds = run_experiment(name, runs, args.jobs, args.quick, args.set)
             entry = timing.setdefault(name, {"seconds": 0.0, "attempts": 0})
             entry["seconds"] += seconds  # a resumed experiment adds the time of each attempt
             entry["attempts"] += 1

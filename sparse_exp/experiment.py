@@ -112,7 +112,8 @@ def run(cfg: DictConfig, out_dir: Path, choices: Optional[dict] = None, is_write
         torch.set_num_threads(cfg.trainer.threads)
     if is_writer:
         OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
-        write_json(out_dir / "metrics.json", {"status": "running", **notes})
+        # the config goes in too: a report lists a run that never finished with what it was
+        write_json(out_dir / "metrics.json", {"status": "running", "config": OmegaConf.to_container(cfg, resolve=True), **notes})
 
     session = None
     with InterruptGuard() as guard:

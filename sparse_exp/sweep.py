@@ -69,6 +69,13 @@ def _missing_key(exc: Exception) -> Optional[str]:
     return getattr(cause, "full_key", None) if cause is not None else None
 
 
+def _reason(exc: BaseException) -> str:
+    """The innermost message of a composition error (Hydra's outer one only names the file)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def read_plan(sweep_dir: Path) -> dict:
     try:
         return json.loads((Path(sweep_dir) / PLAN).read_text())
@@ -125,7 +132,7 @@ class PlanningSweeper(BasicSweeper):
             try:
                 job, cfg = self._plan_job(num, overrides)
             except ConfigCompositionException as exc:
-                errors.append(f"job {num} ({' '.join(overrides)}): {str(exc).splitlines()[0]}")
+                errors.append(f"job {num} ({' '.join(overrides)}): {_reason(exc)}")
                 jobs.append(Job(num, list(overrides)))
                 continue
             dropped |= {o.split("=", 1)[0] for o in job.not_applied}
