@@ -38,6 +38,8 @@ class DatasetConfig:
 @dataclass
 class ModelConfig:
     name: str = "lenet5"
+    pretrained: Optional[str] = None  # weights to start from: a run dir or a .pt file (models/pretrained.py)
+    pretrained_architecture: Optional[str] = None  # what an untagged weights file holds, when names and shapes cannot tell
 
 
 @register_schema("init", "base")
