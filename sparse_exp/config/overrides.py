@@ -92,6 +92,8 @@ def _missing_key(cfg: DictConfig, key: str) -> tuple[str, DictConfig] | None:
         if not isinstance(node, DictConfig):
             return None  # an override into a list or a value: Hydra's own checks apply
         if part not in node:
+            if node._metadata.object_type is dict:  # a dict field (model.kwargs): `+key=value` adds keys
+                return None
             return ".".join(parts[:i]), node
         node = node[part]
     return None

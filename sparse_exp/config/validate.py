@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from sparse_exp.config.target import import_target
 from sparse_exp.errors import ConfigError
 from sparse_exp.registry import UnknownName
 
@@ -43,6 +44,14 @@ def validate(cfg) -> None:
     _registry_name(INITS, "init.weights", cfg.init.weights)
     _check(cfg.init.basis in BASIS_INITS, f"init.basis must be one of {', '.join(BASIS_INITS)}; got '{cfg.init.basis}'")
     _registry_name(SHARING_SCHEMES, "sharing.name", cfg.sharing.name)
+    for group in ("model", "dataset"):  # model=custom / dataset=custom: the callable must import
+        if "target" in cfg[group]:
+            import_target(cfg[group].target, f"{group}.target")
+    if cfg.model.pretrained:
+        from sparse_exp.models.pretrained import checkpoint_file
+
+        _check(checkpoint_file(cfg.model.pretrained).is_file(),
+               f"model.pretrained: '{cfg.model.pretrained}' is neither a weights file nor a run directory with checkpoint.pt")
 
     d = cfg.dataset
     _check(0.0 <= d.val_fraction < 1.0, f"dataset.val_fraction must lie in [0, 1); got {d.val_fraction}")
@@ -100,7 +109,7 @@ def validate_model_fits(cfg, input_shape) -> None:
 
     spec = MODELS.get(cfg.model.name)
     shape = tuple(int(s) for s in input_shape)
-    if shape not in spec.input_shapes:
+    if spec.input_shapes and shape not in spec.input_shapes:  # none listed (model=custom): any shape
         allowed = " or ".join("x".join(map(str, s)) for s in spec.input_shapes)
         raise ConfigError(
             f"model={cfg.model.name} ({spec.table}) takes {allowed} inputs but dataset={cfg.dataset.name} "

@@ -24,7 +24,7 @@ from sparse_exp.config.schema import ModelConfig, register_schema
 from sparse_exp.errors import ConfigError
 from sparse_exp.models import MODELS
 from sparse_exp.models.base import ModelSpec, spatial_convs
-from sparse_exp.models.target import import_target
+from sparse_exp.config.target import import_target
 
 
 @register_schema("model", "custom")
