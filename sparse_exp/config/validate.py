@@ -16,6 +16,8 @@ from sparse_exp.errors import ConfigError
 from sparse_exp.registry import UnknownName
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LR_SCHEDULES = ("step", "cosine")
 BASIS_INITS = ("standard", "onb", "random")
 
 
@@ -67,6 +69,16 @@ def validate(cfg) -> None:
     _check(0.0 < t.lr_gamma <= 1.0, f"trainer.lr_gamma must lie in (0, 1]; got {t.lr_gamma}")
     _check(t.lr_every_iters is None or t.lr_every_iters >= 1, f"trainer.lr_every_iters must be >= 1 or null; got {t.lr_every_iters}")
     _check(all(m >= 1 for m in t.lr_milestones), f"trainer.lr_milestones must be epochs >= 1; got {list(t.lr_milestones)}")
+    _check(t.optimizer in OPTIMIZERS, f"trainer.optimizer must be one of {', '.join(OPTIMIZERS)}; got '{t.optimizer}'")
+    _check(len(t.betas) == 2 and all(0.0 <= b < 1.0 for b in t.betas),
+           f"trainer.betas must be two numbers in [0, 1) (Adam's beta1, beta2); got {list(t.betas)}")
+    _check(t.eps > 0, f"trainer.eps must be > 0; got {t.eps}")
+    _check(t.lr_schedule in LR_SCHEDULES, f"trainer.lr_schedule must be one of {', '.join(LR_SCHEDULES)}; got '{t.lr_schedule}'")
+    if t.lr_schedule == "cosine":
+        _check(not t.lr_milestones and t.lr_every_iters is None,
+               "trainer.lr_schedule=cosine decays the rate itself; also set trainer.lr_milestones=[] and "
+               f"trainer.lr_every_iters=null (trainer={t.name} decays in steps)")
+        _check(0.0 <= t.lr_min <= t.lr, f"trainer.lr_min must lie in [0, trainer.lr]; got {t.lr_min}")
     _check(t.warmup_epochs >= 0, f"trainer.warmup_epochs must be >= 0; got {t.warmup_epochs}")
     _check(0.0 <= t.label_smoothing < 1.0, f"trainer.label_smoothing must lie in [0, 1); got {t.label_smoothing}")
     _check(t.log_every >= 1, f"trainer.log_every must be >= 1; got {t.log_every}")

@@ -60,7 +60,7 @@ class Trainer:
             self.steps_per_epoch = min(self.steps_per_epoch, self.tcfg.max_steps_per_epoch)
         self.total_steps = self.steps_per_epoch * epochs
         self.optimizer = build_optimizer(self.model, self.enforcer, self.tcfg)
-        self.schedule = schedule_from_config(self.tcfg, self.steps_per_epoch)
+        self.schedule = schedule_from_config(self.tcfg, self.steps_per_epoch, self.total_steps)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.tcfg.label_smoothing)
         self.precision = self.tcfg.precision
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
