@@ -46,6 +46,10 @@ def _build_session(cfg: DictConfig, out_dir: Path, device: torch.device, resume_
         model = build_model(cfg, data.num_classes, data.input_shape, init_seed)
     else:
         model = declare_defaults(model)
+        if cfg.sharing.name != "none":  # the standard basis first: the same function as the given weights
+            from sparse_exp.layers.interspace import to_interspace
+
+            to_interspace(model, cfg.sharing, cfg.init)
     if cfg.model.pretrained and resume_state is None:  # a resumed run restores its own weights
         info = load_pretrained(cfg.model.pretrained, model, cfg.model)
         log.info(f"model.pretrained: loaded {info['pretrained']} (architecture {info['pretrained_architecture'] or 'untagged'})")
