@@ -81,6 +81,7 @@ class TrainerConfig:
     warmup_epochs: float = 0.0  # linear warm-up, per iteration (both schedules)
     label_smoothing: float = 0.0
     log_every: int = 50  # steps between progress/TensorBoard scalars (no host sync in between)
+    progress_every_s: float = 30.0  # a progress line in the log this often (a live bar on a terminal)
     max_steps_per_epoch: Optional[int] = None  # cut epochs short (smoke tests, benchmarks)
     threads: Optional[int] = None  # torch.set_num_threads; None keeps torch's default
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; CUDA only for fp16)

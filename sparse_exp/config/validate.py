@@ -81,6 +81,7 @@ def validate(cfg) -> None:
         _check(0.0 <= t.lr_min <= t.lr, f"trainer.lr_min must lie in [0, trainer.lr]; got {t.lr_min}")
     _check(t.warmup_epochs >= 0, f"trainer.warmup_epochs must be >= 0; got {t.warmup_epochs}")
     _check(0.0 <= t.label_smoothing < 1.0, f"trainer.label_smoothing must lie in [0, 1); got {t.label_smoothing}")
+    _check(t.progress_every_s > 0, f"trainer.progress_every_s must be > 0; got {t.progress_every_s}")
     _check(t.log_every >= 1, f"trainer.log_every must be >= 1; got {t.log_every}")
     _check(t.max_steps_per_epoch is None or t.max_steps_per_epoch >= 1,
            f"trainer.max_steps_per_epoch must be >= 1 or null; got {t.max_steps_per_epoch}")

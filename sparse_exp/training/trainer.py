@@ -1,4 +1,4 @@
-"""The plain training loop: SGD with momentum, the papers' LR schedules, per-epoch evaluation.
+"""The plain training loop: SGD with momentum (or Adam/AdamW), the LR schedules, per-epoch evaluation.
 
 Read top to bottom: `fit` runs epochs; `train_epoch` is forward, backward, method hook, mask,
 optimizer step, LR for the next step, method hook. Metrics are accumulated on the device and read
@@ -22,6 +22,7 @@ from torch import nn
 from sparse_exp import distributed
 from sparse_exp.training.evaluate import evaluate
 from sparse_exp.training.optim import build_optimizer, configure_decay
+from sparse_exp.training.progress import Progress
 from sparse_exp.training.schedule import schedule_from_config
 
 Probe = Callable[["Trainer"], dict]
@@ -72,6 +73,7 @@ class Trainer:
         self.history: list[dict] = []
         self.best: dict = {"val_acc": -1.0, "epoch": -1, "test_acc": float("nan")}
         self.train_s = 0.0
+        self.progress = Progress.of(self)  # the per-epoch progress line (training/progress.py)
         self.enforcer.apply_(self.optimizer)
         self._set_lr()
 
@@ -153,7 +155,7 @@ class Trainer:
         # A phase may start mid-epoch (LTH rewinds to iteration t0): skip the batches already seen.
         done = self.step - epoch * self.steps_per_epoch
         batches = itertools.islice(self.data.train.epoch(epoch), done, self.steps_per_epoch)
-        last_report = time.perf_counter()
+        self.progress.start_epoch(epoch, self.step)
         for x, y in batches:
             if self.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -189,13 +191,11 @@ class Trainer:
                 for probe in self.probes:
                     scalars.update(probe(self))
                 self.session.scalars(scalars, self.step)
+                self.progress.loss = running
                 if not math.isfinite(running):
                     break
-                if time.perf_counter() - last_report > 30:
-                    self.session.log(
-                        f"  {self.phase} epoch {epoch + 1}: step {self.step - epoch * self.steps_per_epoch}/{self.steps_per_epoch}, loss {running:.4f}"
-                    )
-                    last_report = time.perf_counter()
+            self.progress.update(self.step)
+        self.progress.end_epoch()
         distributed.sync_buffers(model)  # one set of BatchNorm statistics for evaluation and checkpoints
         loss_sum, correct, samples = distributed.sum_across_ranks(loss_sum, correct, samples)
         if flow:
