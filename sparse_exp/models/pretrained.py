@@ -38,7 +38,7 @@ def _tag_of(obj, file: Path) -> Optional[str]:
     """The architecture tag the file carries, or that its run directory's config.yaml gives."""
     if isinstance(obj, dict) and isinstance(obj.get("architecture"), str):
         return obj["architecture"]
-    if isinstance(obj, dict) and isinstance(obj.get("model"), dict) and (file.parent / "config.yaml").is_file():
+    if isinstance(obj, dict) and "mask_mode" in obj and (file.parent / "config.yaml").is_file():
         try:  # a checkpoint.pt of a run written before checkpoints carried the tag
             return architecture_tag(OmegaConf.load(file.parent / "config.yaml").model)
         except Exception:  # noqa: BLE001 - no readable config: no tag
@@ -48,9 +48,10 @@ def _tag_of(obj, file: Path) -> Optional[str]:
 
 def _state_of(obj) -> Optional[dict]:
     shapes = obj.get("shapes", {}) if isinstance(obj, dict) else {}  # of CSR weights (export/state_dict.py)
-    for key in ("model", "state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
+    for key in ("model", "state_dict"):  # a checkpoint's "model", an export's "state_dict"
+        inner = obj.get(key) if isinstance(obj, dict) else None
+        if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+            obj = inner
             break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         return None
@@ -110,7 +111,7 @@ def load_pretrained(source: str, model: torch.nn.Module, model_cfg=None, key: st
                           + "; ".join(parts))
     model.load_state_dict(state)
     info = {"pretrained": str(file.absolute()), "pretrained_architecture": tag}
-    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+    if isinstance(obj, dict) and "mask_mode" in obj:  # a checkpoint of this tool
         info["pretrained_mask_mode"] = obj.get("mask_mode")
         info["pretrained_phases"] = list(obj.get("phases", {}))
     return info
