@@ -39,7 +39,8 @@ def _build_session(cfg: DictConfig, out_dir: Path, device: torch.device, resume_
         seed=cfg.seed, device=device,
     )
     distributed.shard(data)  # each rank's part of every batch (nothing changes in one process)
-    validate_model_fits(cfg, data.input_shape)
+    if model is None:  # a model handed in is the caller's to fit
+        validate_model_fits(cfg, data.input_shape)
     init_seed = init_seed_of(cfg)
     given = model
     if model is None:
