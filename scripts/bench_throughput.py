@@ -14,7 +14,8 @@ shown with their GPU count.
     python scripts/bench_throughput.py --models vgg16 --methods dense,snip,rigl --batch 256
     python scripts/bench_throughput.py --quick              # VGG-16, dense and SNIP, batch 16, a few steps (CPU: ~1 min)
 
-On the CPU the script pins one thread unless --threads says otherwise (DESIGN.md, machine notes).
+On the CPU the script pins one thread unless --threads says otherwise (two OpenMP threads
+collapse when the other core is busy).
 The last line is JSON.
 """
 from __future__ import annotations
