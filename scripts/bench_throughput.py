@@ -37,7 +37,7 @@ from hydra import compose, initialize_config_module  # noqa: E402
 import sparse_exp.cli as cli  # noqa: E402
 from sparse_exp.config.validate import resolve_device  # noqa: E402
 from sparse_exp.data import DATASETS  # noqa: E402
-from sparse_exp.experiment import build_model, init_seed_of  # noqa: E402
+from sparse_exp.models.build import build_model, init_seed_of  # noqa: E402
 from sparse_exp.methods import METHODS  # noqa: E402
 from sparse_exp.tracking.tensorboard import Tracker  # noqa: E402
 from sparse_exp.training.session import Session  # noqa: E402

@@ -85,6 +85,7 @@ def hparams_of(cfg, choices: dict) -> dict:
         "init": cfg.init.name,
         "seed": cfg.seed,
         "lr": cfg.trainer.lr,
+        "optimizer": cfg.trainer.optimizer,
         "epochs": cfg.trainer.epochs,
         "batch_size": cfg.trainer.batch_size,
     }
