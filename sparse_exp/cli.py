@@ -23,6 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from sparse_exp import distributed
+from sparse_exp.cli_help import is_shell_completion, print_version_if_asked
 from sparse_exp.config.overrides import CONF_DIR, GROUPS, check_group_choices, check_overrides, group_options, is_sweep, plain_overrides, sweep_keys  # noqa: F401
 from sparse_exp.errors import ConfigError
 from sparse_exp.tracking.metrics import failure_record
@@ -260,8 +261,9 @@ def _sweep_rerun_argv(argv: list[str]) -> list[str]:
 
 def main() -> None:
     _register_schemas()
+    print_version_if_asked(sys.argv[1:])
     sys.argv[1:] = _sweep_rerun_argv(sys.argv[1:])
-    message = check_overrides(sys.argv[1:], _compose)
+    message = None if is_shell_completion(sys.argv[1:]) else check_overrides(sys.argv[1:], _compose)
     if message:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)

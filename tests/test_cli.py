@@ -78,7 +78,7 @@ def test_dry_run_trains_nothing(tmp_path):
     [
         (["method=copz"], "method: unknown option 'copz'"),
         (["trainer.epochs=many"], "trainer.epochs: Value 'many' of type 'str' could not be converted to Integer"),
-        (["trainer.epoch=3"], "trainer.epoch: no such key in trainer (trainer=demo); the keys there are: name, epochs,"),
+        (["trainer.epoch=3"], "trainer.epoch: no such key in trainer (trainer=demo); did you mean trainer.epochs?"),
         (["method.compression=2", "method=dense"], "method.compression"),
         (["model=vgg16", "dataset=synthetic", "dataset.shape=[1,28,28]"], "model=vgg16"),
         (["dataset=mnist", "dataset.root={tmp}/nothing"], "dataset.root"),

@@ -88,6 +88,7 @@ def hparams_of(cfg, choices: dict) -> dict:
         "lr": cfg.trainer.lr,
         "trainer.weight_decay": cfg.trainer.weight_decay,
         "trainer.precision": cfg.trainer.precision,
+        "optimizer": cfg.trainer.optimizer,
         "epochs": cfg.trainer.epochs,
         "batch_size": cfg.trainer.batch_size,
         "tags": ",".join(map(str, cfg.get("tags") or [])),

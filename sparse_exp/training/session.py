@@ -24,6 +24,7 @@ from torch import nn
 
 from sparse_exp import distributed
 from sparse_exp.models.base import prunable_parameters
+from sparse_exp.models.build import architecture_tag
 from sparse_exp.seeding import generator
 from sparse_exp.sparsity.enforce import MaskEnforcer
 from sparse_exp.sparsity.mask import Mask
@@ -200,6 +201,7 @@ class Session:
             return
         state = {
             "version": 1,
+            "architecture": architecture_tag(self.cfg.model),  # checked by model.pretrained=<this run>
             "phase": trainer.phase if trainer else None,
             "trainer": trainer.state_dict(partial) if trainer else None,
             "model": self.model.state_dict(),

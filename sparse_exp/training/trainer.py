@@ -1,4 +1,4 @@
-"""The plain training loop: SGD with momentum, the papers' LR schedules, per-epoch evaluation.
+"""The plain training loop: SGD with momentum (or Adam/AdamW), the LR schedules, per-epoch evaluation.
 
 Read top to bottom: `fit` runs epochs; `train_epoch` is forward, backward, method hook, mask,
 optimizer step, LR for the next step, method hook. Metrics are accumulated on the device and read
@@ -23,6 +23,7 @@ from sparse_exp import distributed
 from sparse_exp.training.evaluate import evaluate
 from sparse_exp.training.interrupt import Interrupted
 from sparse_exp.training.optim import build_optimizer, configure_decay
+from sparse_exp.training.progress import Progress
 from sparse_exp.training.schedule import schedule_from_config
 
 Probe = Callable[["Trainer"], dict]
@@ -61,7 +62,7 @@ class Trainer:
             self.steps_per_epoch = min(self.steps_per_epoch, self.tcfg.max_steps_per_epoch)
         self.total_steps = self.steps_per_epoch * epochs
         self.optimizer = build_optimizer(self.model, self.enforcer, self.tcfg)
-        self.schedule = schedule_from_config(self.tcfg, self.steps_per_epoch)
+        self.schedule = schedule_from_config(self.tcfg, self.steps_per_epoch, self.total_steps)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.tcfg.label_smoothing)
         self.precision = self.tcfg.precision
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
@@ -77,6 +78,7 @@ class Trainer:
         self.resumed_seconds = 0.0
         self._epoch_t0 = time.perf_counter()
         self._last_checkpoint = (0, time.perf_counter())
+        self.progress = Progress.of(self)  # the per-epoch progress line (training/progress.py)
         self.enforcer.apply_(self.optimizer)
         self._set_lr()
 
@@ -165,7 +167,7 @@ class Trainer:
         # batches already seen (an epoch's order and augmentation are drawn up front, so this is exact).
         done = self.step - epoch * self.steps_per_epoch
         batches = itertools.islice(self.data.train.epoch(epoch), done, self.steps_per_epoch)
-        last_report = time.perf_counter()
+        self.progress.start_epoch(epoch, self.step)
         guard = self.session.interrupt
         guard.deferred = True  # a signal now only raises a flag: the step finishes, then we checkpoint
         try:
@@ -204,13 +206,10 @@ class Trainer:
                     for probe in self.probes:
                         scalars.update(probe(self))
                     self.session.scalars(scalars, self.step)
+                    self.progress.loss = running
                     if not math.isfinite(running):
                         break
-                    if time.perf_counter() - last_report > 30:
-                        self.session.log(
-                            f"  {self.phase} epoch {epoch + 1}: step {self.step - epoch * self.steps_per_epoch}/{self.steps_per_epoch}, loss {running:.4f}"
-                        )
-                        last_report = time.perf_counter()
+                self.progress.update(self.step)
                 if guard.received is not None or self._checkpoint_due():
                     self.session.save_checkpoint(self, partial={
                         "epoch": epoch, "loss_sum": loss_sum.cpu(), "correct": correct.cpu(), "samples": samples,
@@ -220,6 +219,7 @@ class Trainer:
                         raise Interrupted(guard.received, f" at epoch {epoch + 1} step {self.step}")
         finally:
             guard.deferred = False
+        self.progress.end_epoch()
         distributed.sync_buffers(model)  # one set of BatchNorm statistics for evaluation and checkpoints
         loss_sum, correct, samples = distributed.sum_across_ranks(loss_sum, correct, samples)
         if flow:

@@ -6,7 +6,7 @@ Iterative pruning: `synflow_rounds` rounds, after round k keeping (1 - q)^(k/rou
 (eq. A.81), each round scoring the network masked by the previous round.
 
 Numerics: products of absolute weights along every path overflow or underflow float32 in deep
-networks (LESSONS). `synflow_dtype=float64` always computes in double; `auto` (default) computes in
+networks. `synflow_dtype=float64` always computes in double; `auto` (default) computes in
 float32 while R stays within [1e-30, 1e30] and switches to float64 for good as soon as it does
 not, which keeps VGG-16's 100 rounds fast on a CPU and ResNets safe.
 """
