@@ -155,3 +155,50 @@ def test_hparams_are_written_without_a_per_run_experiment_summary(tmp_path):
             for event in EventFileLoader(str(f)).Load():
                 tags += [v.tag for v in event.summary.value]
         assert "_hparams_/session_start_info" in tags and "_hparams_/experiment" not in tags
+
+
+def test_interrupt_checkpoints_then_hands_the_signal_to_the_previous_handler(make_cfg, tmp_path, monkeypatch):
+    """submitit's handler (requeue) must run after the checkpoint at the current step is on disk."""
+    import threading
+
+    import pytest
+
+    from sparse_exp import experiment
+    from sparse_exp.training import trainer as trainer_module
+    from sparse_exp.training.interrupt import Interrupted
+
+    assert threading.current_thread() is threading.main_thread()
+    run_dir = tmp_path / "run"
+    seen = []
+    real_due = trainer_module.Trainer._checkpoint_due
+
+    def due(self):  # a signal arrives while step 5 runs
+        if self.step == 5:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return real_due(self)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_checkpoint_due", due)
+    previous = signal.signal(signal.SIGUSR1, lambda s, f: seen.append((s, (run_dir / "checkpoint.pt").exists())))
+    try:
+        with pytest.raises(Interrupted) as info:
+            experiment.run(make_cfg(*FAST, "method=dense"), run_dir)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert info.value.exit_code == 128 + signal.SIGUSR1 and "step 6" in str(info.value)
+    assert seen == [(signal.SIGUSR1, True)]
+    assert _metrics(run_dir)["status"] == "interrupted"
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["trainer"]["step"] == 6
+
+
+def test_resume_without_a_checkpoint_clears_the_aborted_attempts_events(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = tmp_path / "run"
+    assert run_cli([*TINY, "trainer.max_steps_per_epoch=3", f"hydra.run.dir={run_dir}"], cwd=tmp_path).returncode == 0
+    (run_dir / "checkpoint.pt").unlink()  # as if killed before its first checkpoint
+    m = _metrics(run_dir)
+    (run_dir / "metrics.json").write_text(json.dumps({"status": "running", "config": m["config"]}))
+    assert run_cli([f"resume={run_dir}"], cwd=tmp_path).returncode == 0
+    acc = EventAccumulator(str(run_dir / "tb"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("test/acc")] == [3, 6]  # one curve, not two on top of each other
