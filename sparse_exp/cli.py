@@ -190,6 +190,7 @@ def _hydra_main(cfg: DictConfig):
                 raise ConfigError(f"resume: {cfg.resume} has no config.yaml; it is not a sparse-exp run directory")
             cfg = _resumed_config(cfg, Path(out_dir), list(hc.overrides.task))
         elif not single:
+            cfg.dataset.root = str(Path(cfg.dataset.root).expanduser().absolute())  # as the saved config has it
             cfg, notes = _sweep_job(cfg, out_dir, hc)
             if cfg is None:
                 return json.loads((out_dir / "metrics.json").read_text()).get("best_val_acc")

@@ -202,3 +202,17 @@ def test_resume_without_a_checkpoint_clears_the_aborted_attempts_events(tmp_path
     acc = EventAccumulator(str(run_dir / "tb"))
     acc.Reload()
     assert [e.step for e in acc.Scalars("test/acc")] == [3, 6]  # one curve, not two on top of each other
+
+
+def test_rerun_resumes_an_interrupted_job_from_its_checkpoint(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", *FAST, "trainer.max_steps_per_epoch=2", "method=dense", "seed=0,1", f"hydra.sweep.dir={sweep}"]
+    assert run_cli(args, cwd=tmp_path).returncode == 0
+    job = _jobs(sweep)[1]
+    m = _metrics(job)
+    (job / "metrics.json").write_text(json.dumps({"status": "interrupted", "config": m["config"]}))
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "job 0 completed earlier, skipped" in again.stdout
+    assert "job 1 was interrupted earlier; resuming it from its checkpoint" in again.stdout
+    assert _metrics(job)["status"] == "completed" and _metrics(job)["test_acc"] == m["test_acc"]

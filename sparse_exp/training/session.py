@@ -150,7 +150,8 @@ class Session:
     def train(self, phase: str = "train", epochs: Optional[int] = None, start_state: Optional[dict] = None) -> PhaseResult:
         """Run one training. `start_state` (a trainer state dict, e.g. an LTH rewind point) starts
         it mid-way; a checkpoint of this phase resumes it; a finished phase returns its result."""
-        if phase in self.phases:
+        if phase in self.phases:  # finished before a resume (e.g. killed while exporting): its status stands
+            self.status = self.phases[phase].status
             return self.phases[phase]
         epochs = self.cfg.trainer.epochs if epochs is None else epochs
         self.tracker.set_phase(phase)
