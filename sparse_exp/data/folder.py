@@ -108,6 +108,8 @@ class FolderSource:
         )
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
+        if not self.bounds:  # an empty part (no validation split with dataset.val_fraction=0)
+            return
         for x, y in self.loader(epoch):
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
