@@ -47,3 +47,40 @@ def test_imagenet_presets_train_on_the_whole_training_set(make_cfg):
             assert ("val_fraction: 0.1" in text) == preset.startswith(("a10_cops_", "table4_2_")), preset
         elif "override /dataset: imagenet" in text:
             assert "val_fraction" not in text, preset
+
+
+# ------------------------------------------------------- 2. scoring batches (appendix G.4, section 4.4)
+
+SCORED = {"snip", "usnip", "grasp", "freezenet", "freezenet_wd", "cops", "g_cops", "m_cops", "u_cops", "ip"}
+
+
+def preset_methods(text: str) -> set[str]:
+    methods = set()
+    for line in text.splitlines():
+        line = line.split("#")[0].strip()
+        if line.startswith("- override /method:"):
+            methods.add(line.split(":")[1].strip())
+        elif line.startswith("method:") and line != "method:":  # a sweep over methods
+            methods.update(m.strip() for m in line.split(":", 1)[1].split(","))
+    return methods
+
+
+@pytest.mark.parametrize("method", ["cops", "g_cops", "m_cops", "u_cops"])
+def test_cops_scores_on_100_batches(make_cfg, method):
+    assert make_cfg(f"method={method}").method.score_batches == 100  # section 4.4, every COPS experiment
+
+
+def test_every_scoring_preset_uses_the_papers_batch_count():
+    checked = 0
+    for preset in PRESETS:
+        text = preset_text(preset)
+        if not preset_methods(text) & SCORED:
+            continue
+        checked += 1
+        if preset.startswith(("fig3_", "table3_")):  # FreezeNet, Algorithm 3.1: one batch
+            assert "score_batches" not in text, preset
+        elif "override /dataset: imagenet" in text:  # IP appendix G.4: 15 on ImageNet
+            assert "score_batches: 15" in text, preset
+        else:  # 100 on CIFAR (G.4) and for every COPS experiment (section 4.4)
+            assert "score_batches: 100" in text, preset
+    assert checked > 40
