@@ -4,6 +4,7 @@ config -> data + model -> method (masks) -> trainer -> logs / metrics.json / mas
 """
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from pathlib import Path
@@ -47,6 +48,25 @@ def build_model(cfg, num_classes: int, input_shape: tuple[int, int, int], init_s
     return model
 
 
+def method_config(cfg: DictConfig, model: torch.nn.Module):
+    """cfg.method, with method.count_bases=true turned into the coefficient compression that keeps
+    floor((1 - q)(D + B)) - B coefficients (Fig. 5.10, IP appendix footnote A.3), so every method
+    (one-shot, DST, GMP, LTH, FT) spends the same budget without knowing about bases."""
+    from sparse_exp.measure.storage import basis_parameters, coefficient_q, kept_with_bases
+    from sparse_exp.models.base import prunable_parameters
+
+    bases = basis_parameters(model)
+    if not cfg.method.get("count_bases", False) or bases == 0:
+        return cfg.method
+    prunable = sum(p.numel() for p in prunable_parameters(model).values())
+    kept = kept_with_bases(cfg.method.compression, prunable, bases)
+    method_cfg = copy.deepcopy(cfg.method)
+    method_cfg.compression = coefficient_q(kept, prunable)
+    log.info(f"method.count_bases: q = {cfg.method.compression} over {prunable:,} coefficients + {bases:,} basis "
+             f"parameters keeps {kept:,} coefficients (coefficient compression {method_cfg.compression:.6f})")
+    return method_cfg
+
+
 def _build_session(cfg: DictConfig, out_dir: Path, device: torch.device, resume_state, is_writer: bool) -> Session:
     """Data, model, method and tracker of a run, as one Session (the flow of DESIGN.md)."""
     data = DATASETS.get(cfg.dataset.name)(
@@ -62,7 +82,7 @@ def _build_session(cfg: DictConfig, out_dir: Path, device: torch.device, resume_
     elif cfg.trainer.channels_last:
         log.info("trainer.channels_last=true applies on CUDA only; the CPU run keeps the default memory format")
     model = distributed.prepare_model(model, cfg.trainer.sync_bn)
-    method = METHODS.get(cfg.method.name)(cfg.method)
+    method = METHODS.get(cfg.method.name)(method_config(cfg, model))
     purge = resume_state["global_step"] + 1 if resume_state else None
     tracker = Tracker(out_dir, purge_step=purge, enabled=is_writer)
     session = Session(cfg, out_dir, device, model, data, method, tracker, init_seed, resume_state, is_writer)

@@ -84,3 +84,58 @@ def test_every_scoring_preset_uses_the_papers_batch_count():
         else:  # 100 on CIFAR (G.4) and for every COPS experiment (section 4.4)
             assert "score_batches: 100" in text, preset
     assert checked > 40
+
+
+# ------------------------------------------------------- 3. q with the filter bases counted (Fig. 5.10)
+
+
+@pytest.mark.parametrize("q,prunable,bases", [(0.9, 1000, 20), (0.99, 14_710_464, 300_915), (0.5, 7, 1), (0.0, 100, 9)])
+def test_bases_in_budget_keep_floor_of_total_minus_bases(q, prunable, bases):
+    from sparse_exp.measure.storage import coefficient_q, kept_with_bases, q_with_bases
+    from sparse_exp.sparsity.select import kept_count
+
+    if q == 0.99:  # in_1-sized bases: 1% of D + B is less than B
+        from sparse_exp.errors import ConfigError
+
+        with pytest.raises(ConfigError, match="method.compression"):
+            kept_with_bases(q, prunable, bases)
+        q = 0.975
+    kept = kept_with_bases(q, prunable, bases)
+    assert kept + bases == int((1 - q) * (prunable + bases) + 1e-9)  # the budget pays for the bases
+    assert kept_count(coefficient_q(kept, prunable), prunable) == kept
+    assert q_with_bases(kept, prunable, bases, bases) == pytest.approx(q, abs=1 / (prunable + bases))
+
+
+def test_lth_rounds_with_bases_sit_on_the_sp_levels():
+    from sparse_exp.sparsity.schedules import lth_kept_counts
+
+    # D = 1000 coefficients + B = 20 basis parameters, final q = 0.5 with the bases counted: 510 in all
+    counts = lth_kept_counts(1000, 1 - 490.25 / 1000, 0.2, bases=20)
+    assert counts == [816 - 20, 652 - 20, 522 - 20, 490]  # floor(0.8^r 1020) - 20, clipped to 510 - 20
+    assert lth_kept_counts(1000, 0.5, 0.2) == [800, 640, 512, 500]  # SP unchanged
+
+
+def test_a_run_reaches_q_with_the_bases_counted(run_experiment):
+    metrics, _ = run_experiment("sharing=fine", "init=standard", "method=snip", "method.compression=0.99",
+                                "method.count_bases=true", "dry_run=true")
+    params = metrics["params"]
+    budget = int(0.01 * (params["total_weights"] + params["basis"]))
+    assert params["basis"] == 2 * 25 * 25  # LeNet-5: two 5x5 convolutions, fine sharing
+    assert params["trainable_weights"] + params["basis"] == budget
+    assert metrics["compression"]["q_with_bases"] == pytest.approx(0.99, abs=1e-5)
+    assert metrics["compression"]["q"] > 0.99
+
+
+@pytest.mark.parametrize("preset", ["fig5_10a_in_nc_lth", "fig5_10b_out_nc_lth"])
+def test_fig5_10_presets_reach_the_collapse_with_bases_counted(make_cfg, preset):
+    from sparse_exp.experiment import build_model, method_config
+    from sparse_exp.measure.storage import basis_parameters, q_with_bases
+    from sparse_exp.models.base import prunable_parameters
+    from sparse_exp.sparsity.select import kept_count
+
+    cfg = make_cfg(f"experiment={preset}", "sharing.nc=1")
+    model = build_model(cfg, 10, (3, 32, 32), 0)
+    bases, prunable = basis_parameters(model), sum(p.numel() for p in prunable_parameters(model).values())
+    kept = kept_count(method_config(cfg, model).compression, prunable)
+    assert cfg.method.compression > 0.972 and q_with_bases(kept, prunable, bases, bases) == pytest.approx(
+        cfg.method.compression, abs=1e-7)

@@ -86,6 +86,9 @@ class TrainerConfig:
 class MethodConfig:
     name: str = "dense"
     compression: float = 0.0  # q: fraction of prunable weights removed (or frozen)
+    # q counts the filter bases too: kept coefficients + bases = floor((1 - q)(D + B)), so IP pays for
+    # its bases out of the budget (Fig. 5.10; IP appendix footnote A.3). No effect on spatial models.
+    count_bases: bool = False
 
 
 @dataclass

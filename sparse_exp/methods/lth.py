@@ -82,7 +82,8 @@ class LotteryTicket(Method):
 
     def make_plan(self, session) -> list[int]:
         total = sum(p.numel() for p in session.params.values())
-        counts = lth_kept_counts(total, self.cfg.compression, self.cfg.prune_fraction)
+        bases = basis_parameters(session.model) if getattr(self.cfg, "count_bases", False) else 0
+        counts = lth_kept_counts(total, self.cfg.compression, self.cfg.prune_fraction, bases)
         cls = self.classifier(session)
         dense = session.params[cls].numel() if cls else 0
         final = counts[-1] if counts else total
