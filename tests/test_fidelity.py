@@ -139,3 +139,40 @@ def test_fig5_10_presets_reach_the_collapse_with_bases_counted(make_cfg, preset)
     kept = kept_count(method_config(cfg, model).compression, prunable)
     assert cfg.method.compression > 0.972 and q_with_bases(kept, prunable, bases, bases) == pytest.approx(
         cfg.method.compression, abs=1e-7)
+
+
+# ------------------------------------------------------- 4. SP and IP runs of one seed start alike
+
+
+def _sp_and_ip(make_cfg, init: str, sharing: str = "fine"):
+    from sparse_exp.experiment import build_model
+
+    sp = build_model(make_cfg("model=lenet5", "init=kaiming_normal"), 10, (1, 28, 28), 1234)
+    ip = build_model(make_cfg("model=lenet5", f"sharing={sharing}", f"init={init}"), 10, (1, 28, 28), 1234)
+    return sp, ip
+
+
+@pytest.mark.parametrize("init", ["standard", "onb", "random"])
+def test_ip_draws_the_spatial_numbers_of_the_sp_run(make_cfg, init):
+    sp, ip = _sp_and_ip(make_cfg, init)
+    for name in ("conv1", "conv2"):  # LeNet-5's two 5x5 convolutions
+        spatial, layer = getattr(sp, name).weight, getattr(ip, name)
+        o, i, k, _ = spatial.shape
+        if init == "random":  # Alg. A3: W = sum beta_n g(n) differs, the beta are the SP draws
+            assert torch.equal(layer.coeff, spatial.reshape(o, i, k * k))
+        else:  # standard and onb (Algs. A1, A2): the very same spatial filters
+            assert torch.allclose(layer.spatial_weight(), spatial, atol=1e-6)
+    for name in ("fc1", "fc2"):  # later layers see the same generator state as in SP
+        assert torch.equal(getattr(sp, name).weight, getattr(ip, name).weight)
+
+
+def test_sp_and_ip_start_from_the_same_random_erk_mask(make_cfg):
+    from sparse_exp.models.base import prunable_parameters
+    from sparse_exp.sparsity.dst import erk_random_mask
+
+    sp, ip = _sp_and_ip(make_cfg, "standard")
+    sp_mask, _ = erk_random_mask(prunable_parameters(sp), 0.9, 7, "method", "dst_mask")
+    ip_mask, _ = erk_random_mask(prunable_parameters(ip), 0.9, 7, "method", "dst_mask")
+    assert len(sp_mask.masks) == len(ip_mask.masks) == 4
+    for (sp_name, a), (ip_name, b) in zip(sp_mask.masks.items(), ip_mask.masks.items()):
+        assert torch.equal(a.reshape(-1), b.reshape(-1)), (sp_name, ip_name)
