@@ -176,3 +176,37 @@ def test_sp_and_ip_start_from_the_same_random_erk_mask(make_cfg):
     assert len(sp_mask.masks) == len(ip_mask.masks) == 4
     for (sp_name, a), (ip_name, b) in zip(sp_mask.masks.items(), ip_mask.masks.items()):
         assert torch.equal(a.reshape(-1), b.reshape(-1)), (sp_name, ip_name)
+
+
+# ------------------------------------------------------- 5. the speed-up script times the IP model's plan
+
+
+def test_speedup_geometry_follows_the_sharing_plan():
+    from sparse_exp.layers.interspace import to_interspace
+    from sparse_exp.measure.speedup import basis_first_shape, layer_geometry
+    from sparse_exp.models import MODELS
+
+    resnet = to_interspace(MODELS.get("resnet18_imagenet").build(10, (3, 224, 224)), "coarse")
+    rows = layer_geometry(resnet, (3, 224, 224))
+    assert rows[0]["kernel"] == 7 and basis_first_shape(rows[0]) is None  # the stem stays spatial
+    assert basis_first_shape(rows[1]) == (9, 9)
+    assert all(basis_first_shape(r) is None for r in rows if r["kernel"] == 1 or r["kind"] == "linear")
+    vgg = MODELS.get("vgg16").build(10, (3, 32, 32))
+    to_interspace(vgg, type("S", (), dict(name="out_nc", nc=64, dict_size=None, basis_weight_decay=False))())
+    shapes = [basis_first_shape(r) for r in layer_geometry(vgg, (3, 32, 32))]
+    assert shapes[:4] == [(9, 9), (9, 9), (18, 9), (18, 9)]  # ceil(c_out / 64) bases: 64, 64, 128, 128 outputs
+
+
+def test_speedup_timing_keeps_spatial_layers_spatial(monkeypatch):
+    import numpy as np
+
+    from sparse_exp.measure import speedup
+
+    calls = []
+    monkeypatch.setattr(speedup, "mean_seconds", lambda fns, runs: calls.append(len(fns)) or [1.0] * len(fns))
+    conv = dict(kind="conv", c_in=2, c_out=4, positions=4, bases=1)
+    geometry = [dict(conv, name="stem", kernel=7), dict(conv, name="c", kernel=3),
+                dict(kind="linear", name="fc", c_in=4, c_out=3, kernel=1, positions=1)]
+    ip = [dict(geometry[0], dict_size=0), dict(geometry[1], dict_size=9), dict(geometry[2], dict_size=0)]
+    sp_s, ip_s = speedup.time_sparse(geometry, [0.5, 0.5, 0.5], 1, np.random.default_rng(0), ip)
+    assert calls == [1, 2, 1] and sp_s == ip_s == 3.0  # only the FB conv times SP and IP apart
