@@ -210,3 +210,25 @@ def test_speedup_timing_keeps_spatial_layers_spatial(monkeypatch):
     ip = [dict(geometry[0], dict_size=0), dict(geometry[1], dict_size=9), dict(geometry[2], dict_size=0)]
     sp_s, ip_s = speedup.time_sparse(geometry, [0.5, 0.5, 0.5], 1, np.random.default_rng(0), ip)
     assert calls == [1, 2, 1] and sp_s == ip_s == 3.0  # only the FB conv times SP and IP apart
+
+
+# ------------------------------------------------------- 6. FreezeNet-WD's storage report is self-consistent
+
+
+def test_freezenet_wd_sparse_formats_store_the_moved_frozen_weights(run_experiment):
+    metrics, _ = run_experiment("method=freezenet_wd", "method.compression=0.99", "trainer.epochs=1")
+    s, params = metrics["storage"], metrics["params"]
+    assert s["trained_values_kb"] == pytest.approx(4 * params["total"] / 1024)  # every value is stored
+    # CSR, mask + values and entropy coding each hold every (non-zero) value too, and no seed
+    for key in ("csr_kb", "mask_values_kb", "entropy_kb"):
+        assert s[key] >= s["trained_values_kb"] * 0.999, key
+    assert s["mask_values_kb"] == pytest.approx((params["total_weights"] / 8 + 4 * params["total"]) / 1024)
+
+
+def test_freeze_mode_csr_counts_the_seed():
+    from sparse_exp.export.storage import storage_report
+
+    masks = {"w": torch.tensor([[True, False], [False, False]])}
+    freeze, prune = storage_report(10, 7, masks, "freeze"), storage_report(10, 7, masks, "prune")
+    assert (freeze["csr_kb"] - prune["csr_kb"]) * 1024 == pytest.approx(4.0)  # the 32-bit seed
+    assert (freeze["mask_values_kb"] - prune["mask_values_kb"]) * 1024 == pytest.approx(4.0)
