@@ -232,3 +232,23 @@ def test_freeze_mode_csr_counts_the_seed():
     freeze, prune = storage_report(10, 7, masks, "freeze"), storage_report(10, 7, masks, "prune")
     assert (freeze["csr_kb"] - prune["csr_kb"]) * 1024 == pytest.approx(4.0)  # the 32-bit seed
     assert (freeze["mask_values_kb"] - prune["mask_values_kb"]) * 1024 == pytest.approx(4.0)
+
+
+# ------------------------------------------------------- 7. Fig. 4.1 presets
+
+
+def test_fig4_1_presets_share_the_table_a10_setup_with_their_dense_normaliser(make_cfg):
+    runs = {p: make_cfg(f"experiment={p}") for p in
+            ("fig4_1_vgg16_cifar10", "fig4_1_gcops_vgg16_cifar10", "fig4_1_dense_baseline_vgg16_cifar10")}
+    reference = make_cfg("experiment=a10_vgg16_cifar10")
+    for name, cfg in runs.items():
+        for group in ("dataset", "model", "trainer", "init"):
+            if group == "trainer":  # the flow is logged more often, the schedule is Table A.10's
+                assert {**cfg.trainer, "log_every": 0} == {**reference.trainer, "log_every": 0}, name
+            else:
+                assert cfg[group] == reference[group], (name, group)
+        assert cfg.trainer.log_every == 10
+    assert runs["fig4_1_dense_baseline_vgg16_cifar10"].method.name == "dense"
+    assert runs["fig4_1_gcops_vgg16_cifar10"].method.name == "g_cops"
+    text = preset_text("fig4_1_vgg16_cifar10")
+    assert preset_methods(text) == {"snip", "random", "grasp"} and "score_batches: 100" in text

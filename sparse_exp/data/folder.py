@@ -131,7 +131,8 @@ def build_folder_data(
     origin: str,
     notes: str,
 ) -> Data:
-    """Split the training folder 9/1 with the run seed; the test set is the separate folder."""
+    """Split the training folder by dataset.val_fraction with the run seed (0: no validation part);
+    the test set is the separate folder."""
     if cfg.num_workers < 0:
         raise ConfigError(f"dataset.num_workers must be >= 0, got {cfg.num_workers}")
     train_idx, val_idx = split_indices(len(train_samples), cfg.val_fraction, seed)
