@@ -252,3 +252,24 @@ def test_fig4_1_presets_share_the_table_a10_setup_with_their_dense_normaliser(ma
     assert runs["fig4_1_gcops_vgg16_cifar10"].method.name == "g_cops"
     text = preset_text("fig4_1_vgg16_cifar10")
     assert preset_methods(text) == {"snip", "random", "grasp"} and "score_batches: 100" in text
+
+
+# ------------------------------------------------------- 8. LTH keeps every round
+
+
+def test_lth_keeps_each_rounds_mask_densities_and_flops(run_experiment):
+    from sparse_exp.sparsity.mask import Mask
+
+    metrics, out = run_experiment("method=lth", "method.compression=0.36", "method.rewind_step=3", "trainer.epochs=1")
+    rounds = metrics["lth"]["rounds"]
+    numel = {layer["name"]: layer["numel"] for layer in metrics["layers"]}
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    speedups = []
+    for r in rounds:
+        mask = Mask.load(out / r["mask_file"])
+        assert mask.kept() == r["kept"]
+        assert sum(r["layers"][n] * numel[n] for n in numel) == pytest.approx(r["kept"])
+        speedups.append(r["flops"]["speedup"])
+    assert speedups[0] == pytest.approx(1.0) and speedups[0] < speedups[1] < speedups[2]
+    assert rounds[-1]["flops"]["speedup"] == pytest.approx(metrics["flops"]["speedup"])
+    assert Mask.load(out / rounds[-1]["mask_file"]).sha256() == metrics["mask_sha256"]
