@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sparse_exp import distributed
-from sparse_exp.config.validate import resolve_device, validate, validate_model_fits
+from sparse_exp.config.validate import config_warnings, resolve_device, validate, validate_model_fits
 from sparse_exp.data import DATASETS
 from sparse_exp.export import COMPRESSED, export_run
 from sparse_exp.measure.run_metrics import attach_measurements
@@ -114,6 +114,9 @@ def run(cfg: DictConfig, out_dir: Path, choices: Optional[dict] = None, is_write
         if (out_dir / CHECKPOINT).exists():
             resume_state = load_torch(out_dir / CHECKPOINT)
     validate(cfg)
+    if is_writer:
+        for warning in config_warnings(cfg):
+            log.warning(f"WARNING: {warning}")
     device = distributed.rank_device(resolve_device(cfg.device))
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)

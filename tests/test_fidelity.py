@@ -273,3 +273,38 @@ def test_lth_keeps_each_rounds_mask_densities_and_flops(run_experiment):
     assert speedups[0] == pytest.approx(1.0) and speedups[0] < speedups[1] < speedups[2]
     assert rounds[-1]["flops"]["speedup"] == pytest.approx(metrics["flops"]["speedup"])
     assert Mask.load(out / rounds[-1]["mask_file"]).sha256() == metrics["mask_sha256"]
+
+
+# ------------------------------------------------------- 9. silent no-ops are errors or warnings
+
+
+def test_sharing_on_a_model_without_kxk_convolutions_is_an_error(run_experiment):
+    from sparse_exp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="sharing=medium: the model has no KxK convolution"):
+        run_experiment("model=lenet300", "sharing=medium", "init=standard", "dry_run=true")
+
+
+@pytest.mark.parametrize("init", ["standard", "onb", "random"])
+def test_interspace_init_without_sharing_warns(make_cfg, init):
+    from sparse_exp.config.validate import config_warnings
+
+    (warning,) = config_warnings(make_cfg(f"init={init}"))
+    assert f"init={init}" in warning and "sharing=none" in warning
+    assert config_warnings(make_cfg(f"init={init}", "sharing=fine")) == []
+    assert config_warnings(make_cfg("init=kaiming_normal")) == []
+
+
+def test_an_explicit_root_without_the_files_is_an_error_even_with_a_system_copy(tmp_path, monkeypatch):
+    from sparse_exp.data import mnist as mnist_module
+    from sparse_exp.errors import ConfigError
+
+    system = tmp_path / "system"
+    system.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (system / name).write_bytes(b"")  # present: the search would pick this folder
+    monkeypatch.setattr(mnist_module, "DEBIAN_FASHION_MNIST", system)
+    monkeypatch.chdir(tmp_path)
+    assert mnist_module.candidate_dirs("fashion_mnist", tmp_path / "data")[-1] == system  # default root: searched
+    with pytest.raises(ConfigError, match="searched only when dataset.root is left at its default"):
+        mnist_module.load_idx_dataset("fashion_mnist", tmp_path / "wrong")

@@ -226,6 +226,9 @@ def to_interspace(model: nn.Module, sharing, init="standard") -> nn.Module:
     if hasattr(model, "fb_bases"):
         raise ValueError("the model is in the interspace already")
     plan = scheme.plan(model, nc)
+    if not plan:  # e.g. LeNet-300-100: the run would be the spatial one under an interspace name
+        raise ConfigError(f"sharing={name}: the model has no KxK convolution with K > 1 that could become a "
+                          "filter-basis convolution; use sharing=none")
     bases = FilterBases(basis_init, bool(_field(sharing, "basis_weight_decay", False)))
     for conv_name, use in plan.items():
         conv = model.get_submodule(conv_name)
