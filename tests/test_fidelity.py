@@ -308,3 +308,31 @@ def test_an_explicit_root_without_the_files_is_an_error_even_with_a_system_copy(
     assert mnist_module.candidate_dirs("fashion_mnist", tmp_path / "data")[-1] == system  # default root: searched
     with pytest.raises(ConfigError, match="searched only when dataset.root is left at its default"):
         mnist_module.load_idx_dataset("fashion_mnist", tmp_path / "wrong")
+
+
+# ------------------------------------------------------- choice: weight decay on BatchNorm and biases
+
+
+@pytest.mark.parametrize("bn,bias", [(True, True), (False, True), (False, False), (True, False)])
+def test_batchnorm_and_bias_weight_decay_options(make_cfg, bn, bias):
+    from torch import nn
+
+    from sparse_exp.sparsity.enforce import MaskEnforcer
+    from sparse_exp.sparsity.mask import Mask
+    from sparse_exp.training.optim import build_optimizer
+
+    cfg = make_cfg(f"trainer.batchnorm_weight_decay={bn}", f"trainer.bias_weight_decay={bias}")
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2, 3))
+    params = {"0.weight": model[0].weight, "3.weight": model[3].weight}
+    optimizer = build_optimizer(model, MaskEnforcer(params, Mask.ones(params), "dense", 5e-4), cfg.trainer)
+    decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    assert decay[id(model[1].weight)] == decay[id(model[1].bias)] == (5e-4 if bn else 0.0)
+    assert decay[id(model[0].bias)] == decay[id(model[3].bias)] == (5e-4 if bias else 0.0)
+    assert decay[id(model[0].weight)] == decay[id(model[3].weight)] == 5e-4  # weights always decay
+
+
+def test_imagenet_rigl_and_gmp_setups_do_not_decay_batchnorm(make_cfg):
+    for trainer in ("itop_imagenet", "gale_imagenet", "grasp_imagenet", "snip_cifar10", "lth_cifar10"):
+        t = make_cfg(f"trainer={trainer}").trainer
+        assert t.batchnorm_weight_decay == (trainer not in ("itop_imagenet", "gale_imagenet")), trainer
+        assert t.bias_weight_decay

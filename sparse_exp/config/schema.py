@@ -68,6 +68,8 @@ class TrainerConfig:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
+    batchnorm_weight_decay: bool = True  # decay BatchNorm weights/biases too (false: ITOP's, Gale et al.'s ImageNet code)
+    bias_weight_decay: bool = True  # decay the biases of conv/linear layers too
     lr_gamma: float = 0.1  # multiplicative LR decay
     lr_every_iters: Optional[int] = None  # decay every N iterations (Tables A.9-A.11, "every 30k iterations")
     lr_milestones: list[int] = field(default_factory=list)  # or at these epochs ("epochs 30/60/80")
