@@ -2,6 +2,7 @@
 presets, q with the bases counted, shared SP/IP starts, LTH per round, silent no-ops (issue 13)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -392,3 +393,17 @@ def test_iterative_synflow_matches_the_reference_prune_loop(make_cfg):
     reference = _reference_synflow(model, (1, 28, 28), q, 100)
     assert info["kept_per_round"][-1] == ours.kept() == sum(int(m.sum()) for m in reference.values()) == 4305
     assert all(torch.equal(ours.masks[n], reference[n]) for n in params)  # flooring d_k D instead: 97% agree
+
+
+# ------------------------------------------------------- choice: DST updates may stop before the end
+
+
+@pytest.mark.parametrize("method", ["set", "rigl"])
+def test_dst_updates_stop_at_the_given_fraction_of_training(run_experiment, method):
+    common = (f"method={method}", "method.update_every=2", "trainer.max_steps_per_epoch=8")  # T = 16 steps
+    early, _ = run_experiment(*common, "method.stop_fraction=0.5", name="early")
+    # steps 2, 4, 6 < 0.5 T (with stop_fraction=1 every update step up to T, tests/test_dst_end_to_end.py)
+    assert (early["dst"]["updates"], early["dst"]["last_step"]) == (3, 6)
+    # eq. A.77's T is the stop step: at step 6 of T = 8 the cosine is at 3/4 of its way
+    p = 0.005 + 0.5 * (0.5 - 0.005) * (1 + math.cos(math.pi * 6 / 8))
+    assert early["dst"]["last_drop_fraction"] == pytest.approx(p)
