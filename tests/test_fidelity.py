@@ -407,3 +407,32 @@ def test_dst_updates_stop_at_the_given_fraction_of_training(run_experiment, meth
     # eq. A.77's T is the stop step: at step 6 of T = 8 the cosine is at 3/4 of its way
     p = 0.005 + 0.5 * (0.5 - 0.005) * (1 + math.cos(math.pi * 6 / 8))
     assert early["dst"]["last_drop_fraction"] == pytest.approx(p)
+
+
+# ------------------------------------------------------- figure tools: backward FLOPs (IP appendix D.2)
+
+
+def test_backward_flops_by_hand_for_lenet5():
+    from sparse_exp.layers.interspace import to_interspace
+    from sparse_exp.measure.flops import backward_flops_summary
+    from sparse_exp.models import MODELS
+
+    shape = (1, 28, 28)
+    sp = MODELS.get("lenet5").build(10, shape)
+    ip = to_interspace(MODELS.get("lenet5").build(10, shape), "fine")
+    dense = 4 * (20 * 1 * 25 * 576 + 50 * 20 * 25 * 64 + 800 * 500 + 500 * 10)  # 2x the forward pass
+    assert backward_flops_summary(sp, shape) == {"dense": dense, "sparse": dense, "speedup": 1.0, "overhead": 0}
+    # IP adds G_in 2 c_out n K^2 d (dL/dX, eq. A.10) and 2 c_out c_in K^2 (d + n) (dL/dF, eq. A.14) per FB conv
+    overhead = (2 * 20 * 625 * 576 + 2 * 20 * 1 * 25 * (576 + 25)) + (2 * 50 * 625 * 64 + 2 * 50 * 20 * 25 * (64 + 25))
+    got = backward_flops_summary(ip, shape)
+    assert got["overhead"] == overhead and got["sparse"] == dense + overhead
+    names = ["conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"]
+    pruned = backward_flops_summary(sp, shape, dict.fromkeys(names, 0.1))  # dL/dX and dL/dW both shrink
+    frozen = backward_flops_summary(sp, shape, dict.fromkeys(names, 1.0), dict.fromkeys(names, 0.1))
+    assert pruned["sparse"] == pytest.approx(0.1 * dense) and frozen["sparse"] == pytest.approx(0.55 * dense)
+
+
+def test_metrics_hold_backward_flops(run_experiment):
+    metrics, _ = run_experiment("method=snip", "method.compression=0.9", "dry_run=true")
+    backward, forward = metrics["flops"]["backward"], metrics["flops"]
+    assert backward["dense"] == 2 * forward["dense"] and backward["speedup"] == pytest.approx(forward["speedup"], rel=1e-6)
