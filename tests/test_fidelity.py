@@ -436,3 +436,44 @@ def test_metrics_hold_backward_flops(run_experiment):
     metrics, _ = run_experiment("method=snip", "method.compression=0.9", "dry_run=true")
     backward, forward = metrics["flops"]["backward"], metrics["flops"]
     assert backward["dense"] == 2 * forward["dense"] and backward["speedup"] == pytest.approx(forward["speedup"], rel=1e-6)
+
+
+# ------------------------------------------------------- figure tools: Fig. 5.4 and Theorem 5.3.1
+
+
+def test_fig5_4_speedups_by_hand(tmp_path):
+    import runpy
+
+    from sparse_exp.measure.theory import speedups
+
+    sp, ip = speedups(3, 64, 0.9)
+    assert sp == pytest.approx(10.0) and ip == pytest.approx(64 / (64 * 0.1 + 9))  # eq. 5.15
+    assert speedups(3, 512, 0.0)[1] == pytest.approx(512 / 521)  # IP slows a dense layer down
+    main = runpy.run_path(str(CONF.parent / "scripts" / "fig5_4_speedup_theory.py"))["main"]
+    out = main(["--c-out", "64", "512", "--q", "0.5", "0.99", "--out", str(tmp_path / "fig")])
+    assert [(r["c_out"], r["q"]) for r in out["rows"]] == [(64, 0.5), (64, 0.99), (512, 0.5), (512, 0.99)]
+    assert (tmp_path / "fig.csv").is_file() and (tmp_path / "fig.png").is_file()
+
+
+def test_theorem_5_3_1_epsilon_by_hand_and_for_a_mask(tmp_path):
+    import math
+    import runpy
+
+    from sparse_exp.measure.theory import log10_epsilon, mask_bounds
+    from sparse_exp.sparsity.mask import Mask
+
+    assert 10 ** log10_epsilon(2, 2, 2) == pytest.approx(2 / 6)  # C(2, 1) / C(4, 2)
+    assert log10_epsilon(2, 2, 1) == -math.inf  # D1 does not divide d: eps = 0
+    # IP appendix footnote A.4: 10 filters of 3x3, every non-trivial rate: eps <= 1e-10
+    worst = max(log10_epsilon(9, 10, d) for d in range(1, 90))
+    assert worst == pytest.approx(math.log10(10 / math.comb(90, 9))) and worst <= -10
+    masks = {"conv.weight": torch.zeros(4, 2, 3, 3, dtype=torch.bool), "coeff": torch.ones(4, 2, 9, dtype=torch.bool),
+             "fc.weight": torch.ones(3, 4, dtype=torch.bool)}
+    masks["conv.weight"][0, 0] = True  # one whole filter: 9 of 72 kept
+    rows = mask_bounds(masks)
+    assert [(r["name"], r["D1"], r["D2"], r["kept"]) for r in rows] == [("conv.weight", 9, 8, 9), ("coeff", 9, 8, 72)]
+    assert 10 ** rows[0]["log10_eps"] == pytest.approx(8 / math.comb(72, 9)) and rows[1]["log10_eps"] is None
+    Mask(masks).save(tmp_path / "mask.npz")
+    main = runpy.run_path(str(CONF.parent / "scripts" / "theorem_5_3_1_bound.py"))["main"]
+    out = main([str(tmp_path), "--grid", "--filters", "10", "--p", "0.5"])
+    assert out[str(tmp_path)][0]["kept"] == 9 and out["grid"][0]["kept"] == 45
