@@ -477,3 +477,36 @@ def test_theorem_5_3_1_epsilon_by_hand_and_for_a_mask(tmp_path):
     main = runpy.run_path(str(CONF.parent / "scripts" / "theorem_5_3_1_bound.py"))["main"]
     out = main([str(tmp_path), "--grid", "--filters", "10", "--p", "0.5"])
     assert out[str(tmp_path)][0]["kept"] == 9 and out["grid"][0]["kept"] == 45
+
+
+# ------------------------------------------------------- figure tools: IP model -> spatial model
+
+
+@pytest.mark.parametrize("sharing", ["fine", "in_nc", "out_nc"])
+def test_interspace_model_converts_to_the_spatial_architecture(make_cfg, sharing):
+    from sparse_exp.experiment import build_model
+    from sparse_exp.export.spatial import to_spatial
+
+    ip = build_model(make_cfg("model=lenet5", f"sharing={sharing}", "sharing.nc=4", "init=onb"), 10, (1, 28, 28), 7)
+    with torch.no_grad():  # trained-looking values: sparse coefficients, bases moved away from the start
+        ip.conv2.coeff.mul_(torch.rand(ip.conv2.coeff.shape, generator=torch.Generator().manual_seed(1)) < 0.3)
+        for basis in ip.fb_bases.values():
+            basis.add_(0.1 * torch.randn(basis.shape, generator=torch.Generator().manual_seed(2)))
+    sp_reference = build_model(make_cfg("model=lenet5"), 10, (1, 28, 28), 7)
+    spatial = to_spatial(ip)
+    sp_reference.load_state_dict(spatial.state_dict())  # strict: exactly the SP architecture's keys
+    x = torch.randn(5, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(sp_reference(x), ip(x), rtol=1e-4, atol=1e-5)
+    assert hasattr(ip, "fb_bases") and not hasattr(spatial, "fb_bases")  # the input is left as it was
+
+
+def test_export_spatial_script_on_a_run(run_experiment):
+    import runpy
+
+    _, out = run_experiment("sharing=fine", "init=standard", "method=snip", "method.compression=0.9", "dry_run=true")
+    main = runpy.run_path(str(CONF.parent / "scripts" / "export_spatial.py"))["main"]
+    result = main([str(out)])
+    assert result["max_abs_output_difference"] < 1e-4
+    state = torch.load(result["out"], weights_only=True)
+    assert "conv1.weight" in state and not any("coeff" in k or "fb_bases" in k for k in state)
