@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data run test test-all bench clean
+.PHONY: setup data run test test-all bench reproduce reproduce-quick clean
 
 setup: $(STAMP) data
 
@@ -36,6 +36,14 @@ test: setup
 
 test-all: setup
 	$(PY) -m pytest -q -m "slow or not slow" $(ARGS)
+
+# The papers at CPU scale (docs/results.md): every conf/experiment/repro_*.yaml sweep, two jobs at a time,
+# then the page. Re-running skips finished jobs. `reproduce-quick`: 1 seed, 20 steps, a pipeline check.
+reproduce: setup
+	$(PY) scripts/reproduce.py $(ARGS)
+
+reproduce-quick: setup
+	$(PY) scripts/reproduce.py --quick $(ARGS)
 
 bench: setup
 	@for b in scripts/bench_*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done

@@ -42,7 +42,7 @@ from hydra import compose, initialize_config_module  # noqa: E402
 
 import sparse_exp.cli as cli  # noqa: E402
 from sparse_exp.data import DATASETS  # noqa: E402
-from sparse_exp.experiment import build_model, init_seed_of  # noqa: E402
+from sparse_exp.models.build import build_model, init_seed_of  # noqa: E402
 from sparse_exp.methods.base import Method  # noqa: E402
 from sparse_exp.methods.rigl import RigL, RigLConfig  # noqa: E402
 from sparse_exp.methods.set import SET  # noqa: E402

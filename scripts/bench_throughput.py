@@ -14,7 +14,8 @@ shown with their GPU count.
     python scripts/bench_throughput.py --models vgg16 --methods dense,snip,rigl --batch 256
     python scripts/bench_throughput.py --quick              # VGG-16, dense and SNIP, batch 16, a few steps (CPU: ~1 min)
 
-On the CPU the script pins one thread unless --threads says otherwise (DESIGN.md, machine notes).
+On the CPU the script pins one thread unless --threads says otherwise (two OpenMP threads
+collapse when the other core is busy).
 The last line is JSON.
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ from hydra import compose, initialize_config_module  # noqa: E402
 import sparse_exp.cli as cli  # noqa: E402
 from sparse_exp.config.validate import resolve_device  # noqa: E402
 from sparse_exp.data import DATASETS  # noqa: E402
-from sparse_exp.experiment import build_model, init_seed_of  # noqa: E402
+from sparse_exp.models.build import build_model, init_seed_of  # noqa: E402
 from sparse_exp.methods import METHODS  # noqa: E402
 from sparse_exp.tracking.tensorboard import Tracker  # noqa: E402
 from sparse_exp.training.session import Session  # noqa: E402

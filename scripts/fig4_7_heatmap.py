@@ -19,14 +19,15 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from sparse_exp.report import find_runs, group_runs, summarise  # noqa: E402
+from sparse_exp.report import find_runs, summarise  # noqa: E402
+from sparse_exp.report.runs import group_runs  # noqa: E402
 
 
 def matrices(runs: list[dict], by: str = "method.compression", key: str = "method.alpha") -> dict:
     """{q: (alphas, A in %, best-validation index, matrix)} from the runs of a sweep."""
     out = {}
     for (q,), members in group_runs(runs, [by]).items():
-        rows = [r for r in summarise(members, [key]) if r["runs"] and r[key] is not None
+        rows = [r for r in summarise(members, [key]) if r["n"] and r[key] is not None
                 and not math.isnan(r["test_acc_mean"])]
         if not rows:
             continue

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Optional
@@ -19,33 +20,19 @@ from sparse_exp.data import DATASETS
 from sparse_exp.export import COMPRESSED, export_run
 from sparse_exp.measure.run_metrics import attach_measurements
 from sparse_exp.methods import METHODS
-from sparse_exp.models import MODELS
-from sparse_exp.models.init import initialise
+from sparse_exp.models.build import build_model, init_seed_of
+from sparse_exp.models.custom import declare_defaults
+from sparse_exp.models.pretrained import load_pretrained
 from sparse_exp.runinfo import run_info
-from sparse_exp.seeding import derive_seed
 from sparse_exp.tracking.files import load_torch, read_json, write_json
 from sparse_exp.tracking.metrics import build_metrics, failure_record, hparams_of
 from sparse_exp.tracking.tensorboard import Tracker
+from sparse_exp.training.interrupt import InterruptGuard, Interrupted
 from sparse_exp.training.session import CHECKPOINT, Session
 
 log = logging.getLogger("sparse_exp")
 
-
-def init_seed_of(cfg) -> int:
-    """The 32-bit seed the weights are drawn from (all FreezeNet needs to store for frozen weights)."""
-    return derive_seed(cfg.seed, "init") & 0xFFFFFFFF
-
-
-def build_model(cfg, num_classes: int, input_shape: tuple[int, int, int], init_seed: int) -> torch.nn.Module:
-    """The architecture of the tables, initialised from `init_seed` alone (on CPU, device-independent)."""
-    spec = MODELS.get(cfg.model.name)
-    model = spec.build(num_classes, tuple(input_shape))
-    if cfg.sharing.name != "none":
-        from sparse_exp.layers.interspace import to_interspace
-
-        to_interspace(model, cfg.sharing, cfg.init)
-    initialise(model, cfg.init.weights, init_seed)
-    return model
+FINISHED = ("completed", "diverged", "dry_run")  # statuses a resume or a re-run sweep leaves alone
 
 
 def method_config(cfg: DictConfig, model: torch.nn.Module):
@@ -67,16 +54,31 @@ def method_config(cfg: DictConfig, model: torch.nn.Module):
     return method_cfg
 
 
-def _build_session(cfg: DictConfig, out_dir: Path, device: torch.device, resume_state, is_writer: bool) -> Session:
-    """Data, model, method and tracker of a run, as one Session (the flow of DESIGN.md)."""
+def _build_session(cfg: DictConfig, out_dir: Path, device: torch.device, resume_state, is_writer: bool,
+                   model: Optional[torch.nn.Module] = None) -> Session:
+    """Data, model, method and tracker of a run, as one Session (the flow in the module docstring).
+    `model`: the caller's own network instead of building cfg.model (the Python API, sparse_exp/api.py)."""
     data = DATASETS.get(cfg.dataset.name)(
         cfg.dataset, batch_size=cfg.trainer.batch_size, eval_batch_size=cfg.trainer.eval_batch_size,
         seed=cfg.seed, device=device,
     )
     distributed.shard(data)  # each rank's part of every batch (nothing changes in one process)
-    validate_model_fits(cfg, data.input_shape)
+    if model is None:  # a model handed in is the caller's to fit
+        validate_model_fits(cfg, data.input_shape)
     init_seed = init_seed_of(cfg)
-    model = build_model(cfg, data.num_classes, data.input_shape, init_seed).to(device)
+    given = model
+    if model is None:
+        model = build_model(cfg, data.num_classes, data.input_shape, init_seed)
+    else:
+        model = declare_defaults(model)
+        if cfg.sharing.name != "none":  # the standard basis first: the same function as the given weights
+            from sparse_exp.layers.interspace import to_interspace
+
+            to_interspace(model, cfg.sharing, cfg.init)
+    if cfg.model.pretrained and resume_state is None:  # a resumed run restores its own weights
+        info = load_pretrained(cfg.model.pretrained, model, cfg.model)
+        log.info(f"model.pretrained: loaded {info['pretrained']} (architecture {info['pretrained_architecture'] or 'untagged'})")
+    model = model.to(device)
     if cfg.trainer.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     elif cfg.trainer.channels_last:
@@ -86,6 +88,7 @@ def _build_session(cfg: DictConfig, out_dir: Path, device: torch.device, resume_
     purge = resume_state["global_step"] + 1 if resume_state else None
     tracker = Tracker(out_dir, purge_step=purge, enabled=is_writer)
     session = Session(cfg, out_dir, device, model, data, method, tracker, init_seed, resume_state, is_writer)
+    session.weights_from_seed = given is None and not cfg.model.pretrained  # else frozen weights are stored
     attach_measurements(session)  # FLOPs for every run; interspace probes and metrics when sharing != none
     if distributed.active():
         session.extra_metrics.append(distributed.metrics)
@@ -96,23 +99,33 @@ def _build_session(cfg: DictConfig, out_dir: Path, device: torch.device, resume_
     return session
 
 
-def run(cfg: DictConfig, out_dir: Path, choices: Optional[dict] = None, is_writer: bool = True) -> dict:
+def run(cfg: DictConfig, out_dir: Path, choices: Optional[dict] = None, is_writer: bool = True,
+        notes: Optional[dict] = None, model: Optional[torch.nn.Module] = None) -> dict:
     """Run one experiment into `out_dir` and return its metrics (also written to metrics.json).
+    `notes` (e.g. the sweep overrides that did not apply to this job) are added to metrics.json.
 
-    Under torchrun every rank calls this with the same `out_dir`; only the writer (rank 0) writes."""
+    Under torchrun every rank calls this with the same `out_dir`; only the writer (rank 0) writes.
+    A signal (Ctrl-C, SIGTERM, SIGUSR1/2) ends the run with a checkpoint, `status: interrupted` in
+    metrics.json and `Interrupted` raised to the caller (training/interrupt.py).
+    `model`: train this network (with its current weights) instead of building cfg.model."""
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    notes = dict(notes or {})
     resume_state = None
     if cfg.resume:
         metrics_path = out_dir / "metrics.json"
         if metrics_path.exists():
             previous = read_json(metrics_path)
-            if previous.get("status") in ("completed", "diverged", "dry_run"):
+            if previous.get("status") in FINISHED:
                 log.info(f"{out_dir} already finished (status {previous['status']}); nothing to resume")
                 return previous
         if (out_dir / CHECKPOINT).exists():
             resume_state = load_torch(out_dir / CHECKPOINT)
+    if resume_state is None and is_writer:
+        # Starting from scratch in a dir that held an attempt (resume without a checkpoint, a rerun of a
+        # failed sweep job): its TensorBoard events would draw a second curve over the same steps.
+        shutil.rmtree(out_dir / "tb", ignore_errors=True)
     validate(cfg)
     if is_writer:
         for warning in config_warnings(cfg):
@@ -122,22 +135,35 @@ def run(cfg: DictConfig, out_dir: Path, choices: Optional[dict] = None, is_write
         torch.set_num_threads(cfg.trainer.threads)
     if is_writer:
         OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
-        write_json(out_dir / "metrics.json", {"status": "running"})
+        # the config goes in too: a report lists a run that never finished with what it was
+        write_json(out_dir / "metrics.json", {"status": "running", "config": OmegaConf.to_container(cfg, resolve=True), **notes})
 
-    tracker = None
-    try:  # any failure from here on is recorded as failed, never as a result
-        session = _build_session(cfg, out_dir, device, resume_state, is_writer)
-        tracker = session.tracker
-        session.method.run(session)
-        status = "dry_run" if cfg.dry_run else session.status
-    except Exception as exc:
-        if is_writer:
-            write_json(out_dir / "metrics.json", failure_record(cfg, f"{type(exc).__name__}: {exc}", choices or {}))
-        if tracker is not None:
-            tracker.close()
-        raise
+    session = None
+    with InterruptGuard() as guard:
+        try:  # any failure from here on is recorded as failed, never as a result
+            session = _build_session(cfg, out_dir, device, resume_state, is_writer, model)
+            session.interrupt, session.started = guard, t_start
+            session.method.run(session)
+            status = "dry_run" if cfg.dry_run else session.status
+        except Interrupted as exc:
+            if is_writer:
+                write_json(out_dir / "metrics.json", interrupted_record(cfg, exc, choices or {}, notes, out_dir))
+            if session is not None:
+                session.tracker.close()
+            guard.chain(exc.signum)  # submitit's handler requeues the job (it continues from the checkpoint)
+            raise
+        except Exception as exc:
+            if is_writer:
+                write_json(out_dir / "metrics.json",
+                           {**failure_record(cfg, f"{type(exc).__name__}: {exc}", choices or {}), **notes})
+            if session is not None:
+                session.tracker.close()
+            raise
 
-    metrics = build_metrics(session, status, choices or {}, run_info(cfg, device), time.perf_counter() - t_start)
+    tracker = session.tracker
+    metrics = build_metrics(session, status, choices or {}, run_info(cfg, device),
+                            session.previous_elapsed_s + time.perf_counter() - t_start)
+    metrics.update(notes)
     if is_writer:
         metrics["storage"] = storage = export_run(session, out_dir, metrics["params"])
         session.log(
@@ -156,3 +182,10 @@ def run(cfg: DictConfig, out_dir: Path, choices: Optional[dict] = None, is_write
             })
     tracker.close()
     return metrics
+
+
+def interrupted_record(cfg, exc: Interrupted, choices: dict, notes: dict, out_dir: Path) -> dict:
+    """metrics.json of an interrupted run: where it stopped and how to continue, never a result."""
+    record = failure_record(cfg, str(exc), choices)
+    record.update(status="interrupted", signal=exc.signum, checkpoint=(out_dir / CHECKPOINT).exists(), **notes)
+    return record

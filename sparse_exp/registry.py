@@ -5,9 +5,21 @@ always be answered with the list of valid ones.
 """
 from __future__ import annotations
 
+import difflib
 from typing import Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
+
+
+def closest(word: str, candidates, n: int = 2) -> list[str]:
+    """The valid names closest to a mistyped one (difflib's ratio, at least 0.7), best first."""
+    return difflib.get_close_matches(str(word), [str(c) for c in candidates], n=n, cutoff=0.7)
+
+
+def did_you_mean(word: str, candidates, prefix: str = "") -> str:
+    """"did you mean a or b? " for the closest candidates, or "" if none is close."""
+    close = closest(word, candidates)
+    return f"did you mean {' or '.join(prefix + c for c in close)}? " if close else ""
 
 
 class UnknownName(KeyError):
@@ -35,9 +47,8 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise UnknownName(
-                f"unknown {self.kind} '{name}'; choose one of: {', '.join(sorted(self._entries))}"
-            ) from None
+            raise UnknownName(f"unknown {self.kind} '{name}'; {did_you_mean(name, self._entries)}"
+                              f"choose one of: {', '.join(sorted(self._entries))}") from None
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -1,4 +1,4 @@
-"""Shared fixtures: composing configs the way Hydra does (LESSONS: compose, not the app)."""
+"""Shared fixtures: composing configs the way Hydra does (Hydra's compose API, not the app)."""
 from __future__ import annotations
 
 import os
@@ -14,7 +14,7 @@ import sparse_exp.cli as cli
 
 REPO = Path(__file__).resolve().parent.parent
 
-torch.set_num_threads(1)  # the suite runs beside other processes on 2 cores (DESIGN: machine notes)
+torch.set_num_threads(1)  # the suite runs beside other processes on 2 cores (2 threads collapse when the other core is busy)
 
 
 @pytest.fixture

@@ -30,6 +30,8 @@ def _compatible(group: str, option: str) -> list[str]:
     extra = []
     if group == "method" and METHODS.get(option).interspace == "required":
         extra.append("sharing=coarse")
+    if option == "custom":  # model=custom / dataset=custom need an importable callable (validate imports it)
+        extra.append(f"{group}.target=torch.nn:Identity")
     return extra
 
 
@@ -103,8 +105,13 @@ def test_model_must_fit_dataset(make_cfg):
 
 
 def test_unknown_group_option_is_one_sentence():
-    msg = check_group_choices(["method=copz"])
-    assert msg.startswith("method: unknown option 'copz'; choose one of:") and "dense" in msg
+    msg = check_group_choices(["method=copz"])  # the closest options, not all 19
+    assert msg == "method: unknown option 'copz'; did you mean cops?"
+    msg = check_group_choices(["method=zzz"])  # none is close: all of them
+    assert msg.startswith("method: unknown option 'zzz'; choose one of: cops, dense,") and msg.endswith("usnip")
+    assert check_group_choices(["experiment=a10_cops_vgg16_cifar1"]).endswith("did you mean a10_cops_vgg16_cifar10 or a10_vgg16_cifar10?")
+    msg = check_group_choices(["experiment=zzz"])  # the presets are too many to list in a sentence
+    assert msg.startswith("experiment: unknown option 'zzz'; none is close; `sparse-exp --help` lists all")
     assert check_group_choices(["method=dense", "seed=1"]) is None
     assert "snap" in check_group_choices(["method=dense,snap"])
 
@@ -116,12 +123,14 @@ def test_unknown_group_option_is_one_sentence():
          "method.criterion: no such key in method (method=snip); the keys there are: name, compression,"),
         (["experiment=a10_cops_vgg16_cifar10", "method.bogus=1"],  # the preset selects method=g_cops
          "method.bogus: no such key in method (method=g_cops); the keys there are: name, compression,"),
-        (["trainer.epoch=3"], "trainer.epoch: no such key in trainer (trainer=demo); the keys there are: name, epochs,"),
-        (["sed=1"], "sed: no such key in the top level; the keys there are: dataset,"),
+        (["trainer.epoch=3"], "trainer.epoch: no such key in trainer (trainer=demo); did you mean trainer.epochs?"),
+        (["sed=1"], "sed: no such key in the top level; did you mean seed?"),
+        (["colour=1"], "colour: no such key in the top level; the keys there are: dataset,"),
         (["+trainer.epoch=3"], "trainer.epoch: no such key in trainer (trainer=demo)"),  # `+` would add an unread key
         (["trainer.epochs=many"], "trainer.epochs: Value 'many' of type 'str' could not be converted to Integer"),
         (["-m", "method.compression=0.9,0.99", "method.bogus=1,2"], "method.bogus: no such key in method (method=freezenet)"),
-        (["method=copz"], "method: unknown option 'copz'; choose one of:"),
+        (["method=copz"], "method: unknown option 'copz'; did you mean cops?"),
+        (["model=custom", "model.kwarg.width=3"], "model.kwarg.width: no such key in model (model=custom); did you mean model.kwargs?"),
     ],
 )
 def test_bad_override_is_one_sentence_naming_key_and_allowed(make_cfg, argv, expected):

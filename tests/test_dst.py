@@ -15,7 +15,7 @@ import torch
 from conftest import TINY
 from sparse_exp.config.validate import validate
 from sparse_exp.data import DATASETS
-from sparse_exp.experiment import build_model, init_seed_of
+from sparse_exp.models.build import build_model, init_seed_of
 from sparse_exp.methods import METHODS
 from sparse_exp.sparsity.budgets import erk_counts, erk_densities, erk_ratio
 from sparse_exp.sparsity.dst import drop_and_grow, erk_random_mask

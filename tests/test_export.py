@@ -32,7 +32,7 @@ def test_export_reload_is_bit_identical(run_experiment, method):
     for k, v in best.items():
         assert torch.equal(state[k], v), k
     # logits of the rebuilt model equal those of the trained (early-stopping) model
-    from sparse_exp.experiment import build_model
+    from sparse_exp.models.build import build_model
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.load(run_dir / "config.yaml")

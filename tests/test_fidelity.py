@@ -23,13 +23,13 @@ def test_split_with_no_validation_keeps_every_training_sample():
 
 
 def test_no_validation_set_reports_the_final_epoch(run_experiment):
-    metrics, _ = run_experiment("dataset.val_fraction=0", "trainer.epochs=3", "dataset.size=300")
+    metrics, _ = run_experiment("dataset.val_fraction=0", "dataset.size=300")
     history = metrics["history"]
     assert metrics["status"] == "completed"
     assert metrics["test_acc_selection"] == "final_epoch"
-    assert metrics["best_epoch"] == 3 and metrics["test_acc"] == history[-1]["test_acc"]
+    assert metrics["best_epoch"] == 2 and metrics["test_acc"] == history[-1]["test_acc"]
     # the whole training set trains: 300 samples per epoch at batch 50 -> 6 steps
-    assert [h["step"] for h in history] == [6, 12, 18]
+    assert [h["step"] for h in history] == [6, 12]
 
 
 def preset_text(name: str) -> str:
@@ -75,7 +75,7 @@ def test_every_scoring_preset_uses_the_papers_batch_count():
     checked = 0
     for preset in PRESETS:
         text = preset_text(preset)
-        if not preset_methods(text) & SCORED:
+        if not preset_methods(text) & SCORED or preset.startswith("repro_"):  # CPU-scale reproductions: their own counts
             continue
         checked += 1
         if preset.startswith(("fig3_", "table3_")):  # FreezeNet, Algorithm 3.1: one batch
@@ -501,12 +501,12 @@ def test_interspace_model_converts_to_the_spatial_architecture(make_cfg, sharing
     assert hasattr(ip, "fb_bases") and not hasattr(spatial, "fb_bases")  # the input is left as it was
 
 
-def test_export_spatial_script_on_a_run(run_experiment):
-    import runpy
+def test_to_spatial_agrees_with_the_state_dict_export(make_cfg):
+    from sparse_exp.experiment import build_model
+    from sparse_exp.export.spatial import to_spatial
+    from sparse_exp.export.state_dict import spatial_state_dict
 
-    _, out = run_experiment("sharing=fine", "init=standard", "method=snip", "method.compression=0.9", "dry_run=true")
-    main = runpy.run_path(str(CONF.parent / "scripts" / "export_spatial.py"))["main"]
-    result = main([str(out)])
-    assert result["max_abs_output_difference"] < 1e-4
-    state = torch.load(result["out"], weights_only=True)
-    assert "conv1.weight" in state and not any("coeff" in k or "fb_bases" in k for k in state)
+    ip = build_model(make_cfg("model=lenet5", "sharing=fine", "init=random"), 10, (1, 28, 28), 3)
+    exported, converted = spatial_state_dict(ip), to_spatial(ip).state_dict()
+    assert list(exported) == list(converted)
+    assert all(torch.equal(exported[k], converted[k]) for k in exported)

@@ -1,4 +1,4 @@
-"""The installed (non-editable) package finds its configs from any directory (LESSONS: Hydra)."""
+"""The installed (non-editable) package finds its configs from any directory (Hydra's pkg:// search path)."""
 from __future__ import annotations
 
 import json

@@ -27,7 +27,7 @@ def test_freezenet_q1_trains_only_biases(run_experiment):
     assert p["trainable_weights"] == 0 and p["trainable"] == p["total"] - p["total_weights"]
     assert metrics["compression"]["q"] == 1.0
     ckpt = load_torch(run_dir / "checkpoint.pt")
-    from sparse_exp.experiment import build_model
+    from sparse_exp.models.build import build_model
     from omegaconf import OmegaConf
 
     init = build_model(OmegaConf.load(run_dir / "config.yaml"), 10, (1, 28, 28), metrics["init_seed"]).state_dict()

@@ -104,7 +104,7 @@ def test_grasp_hessian_gradient_product_matches_autograd_hvp_and_finite_differen
 
 
 def test_grasp_keeps_largest_theta_hg_on_a_hand_made_example():
-    """GraSP's convention (LESSONS): removing the largest -θ⊙Hg keeps the largest θ⊙Hg."""
+    """GraSP's convention (appendix F.6, the official GraSP code): removing the largest -θ⊙Hg keeps the largest θ⊙Hg."""
     from sparse_exp.sparsity.select import topk_mask
 
     theta_hg = torch.tensor([0.5, -2.0, 3.0, 0.0, -0.1])

@@ -2,10 +2,11 @@
 for a bad override that names the key and what is allowed (Hydra's own messages span several lines
 and suggest `+key=...`, which would add a key that nothing reads):
 
-* an unknown group option (`method=copz`) lists the group's options;
+* an unknown group option (`method=copz`) suggests the closest options (difflib), or if none is
+  close lists the group's options (a long group, the presets, is left to `sparse-exp --help`);
 * an unknown key (`method.bogus=1`, `trainer.epoch=3`, `sed=1`, also as `+trainer.epoch=3`) lists
-  the keys of the config node it was meant for, in the groups that the command line (and an
-  experiment preset) selects;
+  the closest keys, or if none is close the keys of the config node it was meant for, in the
+  groups that the command line (and an experiment preset) selects;
 * a value of the wrong type (`trainer.epochs=many`) says which type the key takes.
 
 Ranges and cross-key rules are checked later, on the composed config (config/validate.py).
@@ -18,8 +19,11 @@ from typing import Callable
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
+from sparse_exp.registry import did_you_mean
+
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("dataset", "model", "method", "sharing", "init", "trainer", "experiment")
+LIST_AT_MOST = 25  # a group with more options (the presets) is not listed in full in an error
 SWEEP_FUNCTIONS = ("range(", "choice(", "glob(", "interval(", "tag(", "sort(", "shuffle(")
 
 
@@ -67,10 +71,16 @@ def plain_overrides(argv: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _one_value_choice(value: str) -> bool:
+    """`choice(x)`: how a key under a swept group is passed on to the jobs (cli.defer_group_keys), not a sweep."""
+    return value.startswith("choice(") and value.endswith(")") and not _top_level_comma(value[len("choice("):-1])
+
+
 def sweep_keys(argv: list[str]) -> list[str]:
-    """Keys a multirun command line sweeps over (comma lists and sweep functions)."""
+    """Keys a multirun command line sweeps over (comma lists and sweep functions of several values)."""
     return [arg.split("=", 1)[0].lstrip("+~") for arg in argv
-            if "=" in arg and not arg.startswith("-") and is_sweep(arg.split("=", 1)[1])]
+            if "=" in arg and not arg.startswith("-") and is_sweep(arg.split("=", 1)[1])
+            and not _one_value_choice(arg.split("=", 1)[1])]
 
 
 def check_group_choices(argv: list[str]) -> str | None:
@@ -81,7 +91,12 @@ def check_group_choices(argv: list[str]) -> str | None:
         options = group_options(key, _searchpath(argv))
         for choice in value.split(","):
             if choice and choice != "null" and choice not in options:
-                return f"{key}: unknown option '{choice}'; choose one of: {', '.join(options)}"
+                hint = did_you_mean(choice, options)
+                if hint:  # the closest options, not all of them
+                    return f"{key}: unknown option '{choice}'; {hint.rstrip()}"
+                if len(options) <= LIST_AT_MOST:
+                    return f"{key}: unknown option '{choice}'; choose one of: {', '.join(options)}"
+                return f"{key}: unknown option '{choice}'; none is close; `sparse-exp --help` lists all {len(options)}"
     return None
 
 
@@ -92,6 +107,8 @@ def _missing_key(cfg: DictConfig, key: str) -> tuple[str, DictConfig] | None:
         if not isinstance(node, DictConfig):
             return None  # an override into a list or a value: Hydra's own checks apply
         if part not in node:
+            if node._metadata.object_type is dict:  # a dict field (model.kwargs): `+key=value` adds keys
+                return None
             return ".".join(parts[:i]), node
         node = node[part]
     return None
@@ -147,4 +164,8 @@ def _no_such_key(cfg: DictConfig, key: str, prefix: str, node: DictConfig) -> st
         where = f"{prefix} ({root}={cfg[root].name})"
     else:
         where = prefix
-    return f"{key}: no such key in {where}; the keys there are: {', '.join(map(str, node.keys()))}"
+    keys = list(map(str, node.keys()))
+    hint = did_you_mean(key.split(".")[len(prefix.split(".")) if prefix else 0], keys, prefix=f"{prefix}." if prefix else "")
+    if hint:  # the closest keys, not all of them
+        return f"{key}: no such key in {where}; {hint.rstrip()}"
+    return f"{key}: no such key in {where}; the keys there are: {', '.join(keys)}"

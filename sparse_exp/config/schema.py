@@ -38,6 +38,8 @@ class DatasetConfig:
 @dataclass
 class ModelConfig:
     name: str = "lenet5"
+    pretrained: Optional[str] = None  # weights to start from: a run dir or a .pt file (models/pretrained.py)
+    pretrained_architecture: Optional[str] = None  # what an untagged weights file holds, when names and shapes cannot tell
 
 
 @register_schema("init", "base")
@@ -64,23 +66,32 @@ class TrainerConfig:
     epochs: int = 3
     batch_size: int = 100
     eval_batch_size: int = 1000
+    optimizer: str = "sgd"  # sgd | adam | adamw (training/optim.py)
     lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
+    momentum: float = 0.9  # SGD
+    nesterov: bool = False  # SGD
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam, AdamW
+    eps: float = 1e-8  # Adam, AdamW
+    weight_decay: float = 5e-4  # L2 for SGD and Adam, decoupled for AdamW
     batchnorm_weight_decay: bool = True  # decay BatchNorm weights/biases too (false: ITOP's, Gale et al.'s ImageNet code)
     bias_weight_decay: bool = True  # decay the biases of conv/linear layers too
     lr_gamma: float = 0.1  # multiplicative LR decay
     lr_every_iters: Optional[int] = None  # decay every N iterations (Tables A.9-A.11, "every 30k iterations")
     lr_milestones: list[int] = field(default_factory=list)  # or at these epochs ("epochs 30/60/80")
-    warmup_epochs: float = 0.0  # linear warm-up, per iteration
+    lr_schedule: str = "step"  # step (gamma at milestones / every N iterations) | cosine (training/schedule.py)
+    lr_min: float = 0.0  # cosine: the rate the cosine ends on
+    warmup_epochs: float = 0.0  # linear warm-up, per iteration (both schedules)
     label_smoothing: float = 0.0
     log_every: int = 50  # steps between progress/TensorBoard scalars (no host sync in between)
+    progress_every_s: float = 30.0  # a progress line in the log this often (a live bar on a terminal)
     max_steps_per_epoch: Optional[int] = None  # cut epochs short (smoke tests, benchmarks)
     threads: Optional[int] = None  # torch.set_num_threads; None keeps torch's default
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; CUDA only for fp16)
     channels_last: bool = False
     sync_bn: bool = False
+    # Mid-epoch checkpoints (every epoch ends with one anyway): every N steps and/or every M minutes.
+    checkpoint_every_steps: Optional[int] = None
+    checkpoint_every_min: Optional[float] = None
 
 
 @register_schema("method", "base")

@@ -11,10 +11,13 @@ from pathlib import Path
 
 import torch
 
+from sparse_exp.config.target import import_target
 from sparse_exp.errors import ConfigError
 from sparse_exp.registry import UnknownName
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LR_SCHEDULES = ("step", "cosine")
 BASIS_INITS = ("standard", "onb", "random")
 
 
@@ -43,6 +46,14 @@ def validate(cfg) -> None:
     _registry_name(INITS, "init.weights", cfg.init.weights)
     _check(cfg.init.basis in BASIS_INITS, f"init.basis must be one of {', '.join(BASIS_INITS)}; got '{cfg.init.basis}'")
     _registry_name(SHARING_SCHEMES, "sharing.name", cfg.sharing.name)
+    for group in ("model", "dataset"):  # model=custom / dataset=custom: the callable must import
+        if "target" in cfg[group]:
+            import_target(cfg[group].target, f"{group}.target")
+    if cfg.model.pretrained:
+        from sparse_exp.models.pretrained import checkpoint_file
+
+        _check(checkpoint_file(cfg.model.pretrained).is_file(),
+               f"model.pretrained: '{cfg.model.pretrained}' is neither a weights file nor a run directory with checkpoint.pt")
 
     d = cfg.dataset
     _check(0.0 <= d.val_fraction < 1.0, f"dataset.val_fraction must lie in [0, 1); got {d.val_fraction}")
@@ -58,12 +69,27 @@ def validate(cfg) -> None:
     _check(0.0 < t.lr_gamma <= 1.0, f"trainer.lr_gamma must lie in (0, 1]; got {t.lr_gamma}")
     _check(t.lr_every_iters is None or t.lr_every_iters >= 1, f"trainer.lr_every_iters must be >= 1 or null; got {t.lr_every_iters}")
     _check(all(m >= 1 for m in t.lr_milestones), f"trainer.lr_milestones must be epochs >= 1; got {list(t.lr_milestones)}")
+    _check(t.optimizer in OPTIMIZERS, f"trainer.optimizer must be one of {', '.join(OPTIMIZERS)}; got '{t.optimizer}'")
+    _check(len(t.betas) == 2 and all(0.0 <= b < 1.0 for b in t.betas),
+           f"trainer.betas must be two numbers in [0, 1) (Adam's beta1, beta2); got {list(t.betas)}")
+    _check(t.eps > 0, f"trainer.eps must be > 0; got {t.eps}")
+    _check(t.lr_schedule in LR_SCHEDULES, f"trainer.lr_schedule must be one of {', '.join(LR_SCHEDULES)}; got '{t.lr_schedule}'")
+    if t.lr_schedule == "cosine":
+        _check(not t.lr_milestones and t.lr_every_iters is None,
+               "trainer.lr_schedule=cosine decays the rate itself; also set trainer.lr_milestones=[] and "
+               f"trainer.lr_every_iters=null (trainer={t.name} decays in steps)")
+        _check(0.0 <= t.lr_min <= t.lr, f"trainer.lr_min must lie in [0, trainer.lr]; got {t.lr_min}")
     _check(t.warmup_epochs >= 0, f"trainer.warmup_epochs must be >= 0; got {t.warmup_epochs}")
     _check(0.0 <= t.label_smoothing < 1.0, f"trainer.label_smoothing must lie in [0, 1); got {t.label_smoothing}")
+    _check(t.progress_every_s > 0, f"trainer.progress_every_s must be > 0; got {t.progress_every_s}")
     _check(t.log_every >= 1, f"trainer.log_every must be >= 1; got {t.log_every}")
     _check(t.max_steps_per_epoch is None or t.max_steps_per_epoch >= 1,
            f"trainer.max_steps_per_epoch must be >= 1 or null; got {t.max_steps_per_epoch}")
     _check(t.threads is None or t.threads >= 1, f"trainer.threads must be >= 1 or null; got {t.threads}")
+    _check(t.checkpoint_every_steps is None or t.checkpoint_every_steps >= 1,
+           f"trainer.checkpoint_every_steps must be >= 1 or null; got {t.checkpoint_every_steps}")
+    _check(t.checkpoint_every_min is None or t.checkpoint_every_min > 0,
+           f"trainer.checkpoint_every_min must be > 0 or null; got {t.checkpoint_every_min}")
     _check(t.precision in PRECISIONS, f"trainer.precision must be one of {', '.join(PRECISIONS)}; got '{t.precision}'")
 
     _check(0 <= cfg.seed < 2**63, f"seed must be a non-negative integer; got {cfg.seed}")
@@ -95,12 +121,28 @@ def resolve_device(name: str) -> torch.device:
     raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got '{name}'")
 
 
+# (C, H, W) of each dataset's inputs, known before any file is read (the sweeper checks every job of a
+# sweep with it before launching the first); the loaded Data checks the same again (validate_model_fits).
+INPUT_SHAPES = {
+    "mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32),
+    "tiny_imagenet": (3, 64, 64), "imagenet": (3, 224, 224),
+}
+
+
+def validate_model_fits_statically(cfg) -> None:
+    """validate_model_fits without loading the data, for the datasets whose input shape is fixed."""
+    d = cfg.dataset
+    shape = INPUT_SHAPES.get(d.name) or (tuple(d.shape) if "shape" in d else None)
+    if shape is not None:
+        validate_model_fits(cfg, shape)
+
+
 def validate_model_fits(cfg, input_shape) -> None:
     from sparse_exp.models import MODELS
 
     spec = MODELS.get(cfg.model.name)
     shape = tuple(int(s) for s in input_shape)
-    if shape not in spec.input_shapes:
+    if spec.input_shapes and shape not in spec.input_shapes:  # none listed (model=custom): any shape
         allowed = " or ".join("x".join(map(str, s)) for s in spec.input_shapes)
         raise ConfigError(
             f"model={cfg.model.name} ({spec.table}) takes {allowed} inputs but dataset={cfg.dataset.name} "

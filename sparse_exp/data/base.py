@@ -62,3 +62,6 @@ class Data:
     input_shape: tuple[int, int, int]  # (C, H, W) of one input as the model sees it
     score_batches: ScoreBatches
     description: str = ""  # one line for the log: where the files came from, sizes, normalisation
+    # What the model's inputs are: {"mean": [...], "std": [...], "preprocess": "..."} per channel,
+    # applied to pixels scaled to [0, 1]; exported with the model (export/state_dict.py)
+    normalization: Optional[dict] = None

@@ -122,23 +122,29 @@ def load_imagenet(root) -> tuple[Samples, Samples, int, Path]:
     return train, test, len(class_to_idx), base
 
 
+def _normalized(data: Data, eval_tf) -> Data:
+    data.normalization = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+                          "preprocess": " ".join(f"{eval_tf} (ToTensor scales pixels to [0, 1])".split())}
+    return data
+
+
 @DATASETS.register("tiny_imagenet")
 def build_tiny_imagenet(cfg, *, batch_size: int, eval_batch_size: int, seed: int, device: torch.device) -> Data:
     train, test, num_classes, base = load_tiny_imagenet(cfg.root)
     train_tf, eval_tf = tiny_imagenet_transforms()
-    return build_folder_data(
+    return _normalized(build_folder_data(
         "tiny_imagenet", train, test, num_classes=num_classes, input_shape=(3, 64, 64),
         train_transform=train_tf, eval_transform=eval_tf, cfg=cfg, batch_size=batch_size,
         eval_batch_size=eval_batch_size, seed=seed, device=device, origin=str(base), notes=_NOTES,
-    )  # fmt: skip
+    ), eval_tf)  # fmt: skip
 
 
 @DATASETS.register("imagenet")
 def build_imagenet(cfg, *, batch_size: int, eval_batch_size: int, seed: int, device: torch.device) -> Data:
     train, test, num_classes, base = load_imagenet(cfg.root)
     train_tf, eval_tf = imagenet_transforms()
-    return build_folder_data(
+    return _normalized(build_folder_data(
         "imagenet", train, test, num_classes=num_classes, input_shape=(3, 224, 224),
         train_transform=train_tf, eval_transform=eval_tf, cfg=cfg, batch_size=batch_size,
         eval_batch_size=eval_batch_size, seed=seed, device=device, origin=str(base), notes=_NOTES,
-    )  # fmt: skip
+    ), eval_tf)  # fmt: skip

@@ -159,4 +159,8 @@ def build_tensor_data(
         input_shape=tuple(train_x.shape[1:]),
         score_batches=score_batches,
         description=description,
+        normalization={
+            "mean": mean.tolist(), "std": std.tolist(),
+            "preprocess": "x / 255 for uint8 pixels (float inputs as given), then (x - mean) / std per channel",
+        },
     )

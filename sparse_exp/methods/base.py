@@ -1,4 +1,4 @@
-"""The one interface every method implements (DESIGN.md: "one method interface for everything").
+"""The one interface every method implements (docs/architecture.md shows where it sits).
 
 The trainer calls these hooks at fixed points and never asks which method it runs:
 

@@ -9,23 +9,21 @@
 In the interspace the pre-trained filter bases are the starting point (the whole model state is
 loaded or kept). q = 0 prunes nothing: the dense pre-training is the result (Table 5.1, p = 0).
 
-`pretrained` accepts a run directory of this tool (its checkpoint.pt) or a .pt file holding a model
-state dict or a checkpoint; files are read with torch.load(weights_only=True), never unpickling
-code, and must match the configured architecture key by key and shape by shape.
+`pretrained` accepts what `model.pretrained` accepts (models/pretrained.py: a run directory, a
+checkpoint or a state dict, read weights-only and checked name by name, shape by shape and by
+architecture tag). `model.pretrained` works for ft too: the weights are loaded when the model is
+built, and the pre-training phase is skipped as with `method.pretrained`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
-
-import torch
 
 from sparse_exp.config.schema import MethodConfig
 from sparse_exp.errors import ConfigError
 from sparse_exp.methods.base import Method, register_method
+from sparse_exp.models.pretrained import checkpoint_file, load_pretrained
 from sparse_exp.sparsity.select import global_mask, kept_count
-from sparse_exp.tracking.files import load_torch
 
 
 @dataclass
@@ -37,40 +35,6 @@ class FTConfig(MethodConfig):
     finetune_epochs: Optional[int] = None  # null: trainer.epochs (the dense schedule once more, G.6)
 
 
-def checkpoint_file(source: str) -> Path:
-    path = Path(source).expanduser()
-    return path / "checkpoint.pt" if path.is_dir() else path
-
-
-def load_pretrained(source: str, model: torch.nn.Module) -> dict:
-    """Load a pre-trained model state into `model` after checking it fits; returns what was loaded."""
-    file = checkpoint_file(source)
-    try:
-        obj = load_torch(file)
-    except Exception as exc:  # unreadable or not a weights-only file
-        raise ConfigError(f"method.pretrained: cannot read {file} as a weights-only torch file ({type(exc).__name__}: {exc})") from None
-    is_checkpoint = isinstance(obj, dict) and isinstance(obj.get("model"), dict)
-    state = obj["model"] if is_checkpoint else obj
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConfigError(f"method.pretrained: {file} holds neither a sparse-exp checkpoint nor a model state dict")
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    extra = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or extra or shapes:
-        parts = [f"{label} {', '.join(items[:3])}{' ...' if len(items) > 3 else ''}"
-                 for label, items in (("missing", missing), ("unexpected", extra), ("shape mismatch", shapes)) if items]
-        raise ConfigError(f"method.pretrained: {file} does not fit the configured model (same model= and sharing= needed): "
-                          + "; ".join(parts))
-    model.load_state_dict(state)
-    info = {"pretrained": str(file.absolute())}
-    if is_checkpoint:
-        info["pretrained_mask_mode"] = obj.get("mask_mode")
-        info["pretrained_phases"] = list(obj.get("phases", {}))
-    return info
-
-
 @register_method("ft", FTConfig)
 class FineTuning(Method):
     def __init__(self, cfg):
@@ -80,6 +44,8 @@ class FineTuning(Method):
     @classmethod
     def validate(cls, cfg, run_cfg) -> None:
         super().validate(cfg, run_cfg)
+        if cfg.pretrained is not None and run_cfg.model.pretrained:
+            raise ConfigError("method.pretrained and model.pretrained both name weights to start from; give only one")
         if cfg.pretrained is not None:
             if not checkpoint_file(cfg.pretrained).is_file():
                 raise ConfigError(f"method.pretrained: '{cfg.pretrained}' is neither a checkpoint file nor a run directory with checkpoint.pt")
@@ -93,13 +59,16 @@ class FineTuning(Method):
     def run(self, session) -> None:
         cfg = self.cfg
         tuning = "finetune" in session.phases or session.resuming_phase("finetune")
-        if cfg.pretrained is None:
+        if cfg.pretrained is None and session.cfg.model.pretrained:
+            # model.pretrained: the weights were loaded with the model (experiment.py)
+            self.info = self.info or {"pretrained": f"model.pretrained={session.cfg.model.pretrained}"}
+        elif cfg.pretrained is None:
             result = session.train("pretrain", epochs=cfg.pretrain_epochs)
             self.info = {"pretrained": "pretrain phase", "pretrain_test_acc": result.test_acc}
             if result.status != "completed" or cfg.compression == 0.0:
                 return
         elif not tuning:
-            self.info = load_pretrained(cfg.pretrained, session.model)
+            self.info = load_pretrained(cfg.pretrained, session.model, session.cfg.model, key="method.pretrained")
             session.log(f"ft: loaded the pre-trained model from {self.info['pretrained']}")
             if self.info.get("pretrained_mask_mode") not in (None, "dense"):
                 session.log(f"WARNING: the pre-trained run trained with a {self.info['pretrained_mask_mode']} mask, not densely")
@@ -123,4 +92,4 @@ class FineTuning(Method):
         return {"ft": dict(self.info)}
 
 
-__all__ = ["FTConfig", "FineTuning", "load_pretrained"]
+__all__ = ["FTConfig", "FineTuning", "checkpoint_file", "load_pretrained"]

@@ -9,11 +9,16 @@
 * `fb_exempt` names KxK convolutions that keep the standard basis in the interspace (the 7x7 stem
   of ResNet18 for ImageNet, section 5.5).
 * `classifier_name` is the qualified name of the final Linear layer (lottery tickets keep it dense).
+
+A spec built from its config (`from_config`, the user's own model of models/custom.py) takes any
+input shape (`input_shapes` empty). `lookalikes` names other networks with the same parameter names
+and shapes but a different function, so a weights file without an architecture tag cannot be
+trusted to be this one (models/pretrained.py).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Optional
 
 from torch import nn
 
@@ -25,6 +30,14 @@ class ModelSpec:
     table: str  # where the papers define it, e.g. "Table A.3"
     description: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    from_config: Optional[Callable[..., nn.Module]] = None  # (model cfg, num_classes, input_shape) -> model
+    lookalikes: tuple[str, ...] = field(default_factory=tuple)
+
+    def create(self, model_cfg, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
+        """The bare architecture (PyTorch's default initialisation; models/build.py initialises it)."""
+        if self.from_config is not None:
+            return self.from_config(model_cfg, num_classes, tuple(input_shape))
+        return self.build(num_classes, tuple(input_shape))
 
 
 def prunable_name(module: nn.Module) -> str | None:

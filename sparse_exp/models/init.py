@@ -72,14 +72,15 @@ def _fill(param: torch.Tensor, fill: WeightInit, generator: torch.Generator) -> 
 
 
 @torch.no_grad()
-def initialise(model: nn.Module, scheme: str, seed: int) -> None:
+def initialise(model: nn.Module, scheme: str, seed: int, strict: bool = True) -> None:
     """Initialise every parameter of `model` from `seed` alone.
 
     In `model.named_modules()` order: a module with a method `init_parameters(weight_init,
     generator)` initialises itself and its children (the interspace layer: `weight_init` is the
     scheme function, `generator` the shared CPU generator); conv/linear weights get `scheme`, their
     biases 0; BatchNorm weights 1, biases 0, running statistics reset. Any other module that owns
-    parameters is an error, so no parameter silently keeps PyTorch's default initialisation.
+    parameters is an error, so no parameter silently keeps PyTorch's default initialisation
+    (`strict=False`, for a user's own model: such modules keep their values).
     """
     fill = INITS.get(scheme)  # unknown scheme -> UnknownName listing the valid ones
     generator = torch.Generator(device="cpu")
@@ -100,5 +101,5 @@ def initialise(model: nn.Module, scheme: str, seed: int) -> None:
             if module.affine:
                 module.weight.fill_(1.0)
                 module.bias.zero_()
-        elif any(True for _ in module.parameters(recurse=False)):
+        elif strict and any(True for _ in module.parameters(recurse=False)):
             raise TypeError(f"initialise: no rule for module '{name}' of type {type(module).__name__}")

@@ -225,5 +225,6 @@ MODELS.register("resnet50")(
             "25,557,032 parameters for C = 1000 (= torchvision.models.resnet50; IP Table A2: 25.6M).",
             "The 7x7 stem has its own basis (group 0) in the interspace (IP Table A6).",
         ),
+        lookalikes=("torchvision.models.resnet50 (v1.5) strides the 3x3 conv of a bottleneck, Table A.7 the first 1x1",),
     )
 )

@@ -1,4 +1,4 @@
-"""How a mask acts during training; decided once here for every method (LESSONS: masks and optimizers).
+"""How a mask acts during training; decided once here for every method and every optimizer.
 
 * prune:  masked entries are exactly zero from step 0 and stay zero: they are zeroed in place, their
           gradient and SGD momentum are zero, and weight decay on them is zero because the entry is.
@@ -10,7 +10,15 @@
 
 Masked parameters sit in an optimizer group with weight_decay=0; their decay is folded into the
 gradient here (g <- (g + wd * p) * m, or g * m + wd * p for FreezeNet-WD), two fused foreach ops
-per step and nothing in the forward pass.
+per step and nothing in the forward pass. That is SGD's and Adam's (coupled, L2) weight decay.
+AdamW decays decoupled from the gradient, p <- p - lr * wd * p, which would move frozen weights:
+with `decoupled=True` (training/optim.py sets it for AdamW) the gradient is only masked and
+`decoupled_decay_` shrinks the trained entries alone (all entries for FreezeNet-WD) right before
+the optimizer step.
+
+Optimizer state (SGD's momentum, Adam's first and second moments) is zeroed at every masked entry
+whenever the mask changes, and for regrown entries, so that a zero gradient there means a zero
+update: pruned entries stay exactly 0 and frozen entries keep their bits under every optimizer.
 """
 from __future__ import annotations
 
@@ -22,6 +30,11 @@ from torch import nn
 from sparse_exp.sparsity.mask import Mask
 
 MODES = ("dense", "prune", "freeze")
+
+
+def _entry_state(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> list[torch.Tensor]:
+    """The optimizer's per-entry state of `p` (momentum buffer, Adam's moments), not step counters."""
+    return [v for v in optimizer.state.get(p, {}).values() if isinstance(v, torch.Tensor) and v.shape == p.shape]
 
 
 class MaskEnforcer:
@@ -39,6 +52,7 @@ class MaskEnforcer:
         self.mode = mode
         self.weight_decay = weight_decay
         self.decay_frozen = decay_frozen
+        self.decoupled = False  # AdamW's decoupled decay (see the module docstring)
         self.mask = mask.check(self.params)
         self._refresh_float_masks()
 
@@ -61,8 +75,7 @@ class MaskEnforcer:
             torch._foreach_mul_(self._plist, self._mlist)
         if optimizer is not None and self.active:
             for p, m in zip(self._plist, self._mlist):
-                buf = optimizer.state.get(p, {}).get("momentum_buffer")
-                if buf is not None:
+                for buf in _entry_state(optimizer, p):
                     buf.mul_(m)
 
     @torch.no_grad()
@@ -75,7 +88,7 @@ class MaskEnforcer:
             grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, self._plist)]
             for p, g in zip(self._plist, grads):
                 p.grad = g
-        wd = self.weight_decay
+        wd = 0.0 if self.decoupled else self.weight_decay
         if self.mode == "freeze" and self.decay_frozen:
             torch._foreach_mul_(grads, self._mlist)
             if wd:
@@ -84,6 +97,18 @@ class MaskEnforcer:
             if wd:
                 torch._foreach_add_(grads, self._plist, alpha=wd)
             torch._foreach_mul_(grads, self._mlist)
+
+    @torch.no_grad()
+    def decoupled_decay_(self, lr: float) -> None:
+        """AdamW's p <- p * (1 - lr * wd) on the trained entries only (all entries for FreezeNet-WD);
+        called right before the optimizer step, whose own decay is off for these parameters."""
+        if not (self.active and self.decoupled and self.weight_decay and lr):
+            return
+        step = lr * self.weight_decay
+        if self.mode == "freeze" and self.decay_frozen:
+            torch._foreach_mul_(self._plist, 1.0 - step)
+        else:
+            torch._foreach_mul_(self._plist, torch._foreach_add(torch._foreach_mul(self._mlist, -step), 1.0))
 
     @torch.no_grad()
     def trained_grad_l1(self) -> float:
@@ -109,8 +134,7 @@ class MaskEnforcer:
                 if bool(grown.any()):
                     p[grown] = regrown_value
                     if optimizer is not None:
-                        buf = optimizer.state.get(p, {}).get("momentum_buffer")
-                        if buf is not None:
+                        for buf in _entry_state(optimizer, p):
                             buf[grown] = 0.0
         self._refresh_float_masks()
         self.apply_(optimizer)

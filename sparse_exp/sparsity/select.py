@@ -1,7 +1,7 @@
 """Selecting exactly k entries: global top-k, per-layer top-k, and the budgets between them.
 
 Thresholding with `>=`/`kthvalue` keeps the wrong count when scores tie, and `torch.quantile`
-fails above 2^24 elements (LESSONS). Here the k-th largest value is found by partition-based
+fails above 2^24 elements. Here the k-th largest value is found by partition-based
 selection, everything above it is kept, and ties at the threshold are filled in index order, so
 the count is exact and the mask is deterministic.
 """

@@ -79,7 +79,7 @@ def build_metrics(session, status: str, choices: dict, info: dict, total_s: floa
 
 
 def hparams_of(cfg, choices: dict) -> dict:
-    """The hyperparameters shown as columns in TensorBoard's HParams view."""
+    """The hyperparameters shown as columns in TensorBoard's HParams view (the union over a sweep's runs)."""
     flat = {
         "dataset": cfg.dataset.name,
         "model": cfg.model.name,
@@ -87,9 +87,14 @@ def hparams_of(cfg, choices: dict) -> dict:
         "sharing": cfg.sharing.name,
         "init": cfg.init.name,
         "seed": cfg.seed,
+        "trainer.name": cfg.trainer.name,
         "lr": cfg.trainer.lr,
+        "trainer.weight_decay": cfg.trainer.weight_decay,
+        "trainer.precision": cfg.trainer.precision,
+        "optimizer": cfg.trainer.optimizer,
         "epochs": cfg.trainer.epochs,
         "batch_size": cfg.trainer.batch_size,
+        "tags": ",".join(map(str, cfg.get("tags") or [])),
     }
     for group in ("method", "sharing"):  # every scalar knob: α grids, basis counts nc, dictionary sizes n#
         for key, value in OmegaConf.to_container(cfg[group], resolve=True).items():

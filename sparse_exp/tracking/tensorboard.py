@@ -37,18 +37,21 @@ class Tracker:
             self._writer.add_text(tag, text)
 
     def hparams(self, hparams: Mapping[str, object], metrics: Mapping[str, float]) -> None:
-        """Final figures in TensorBoard's HParams view (one row per run), so sweeps compare in the browser."""
+        """Final figures in TensorBoard's HParams view (one row per run), so sweeps compare in the browser.
+
+        Only the session summaries are written, not an experiment summary: TensorBoard takes the columns
+        of the view from the first experiment summary it finds, so per-run ones would hide every key that
+        the first run lacks; without one it builds the union of all runs' hyperparameters."""
         if self._writer is None:
             return
         from torch.utils.tensorboard.summary import hparams as hp_summary
 
         clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hparams.items()}
         metric_vals = {f"hparam/{k}": float(v) for k, v in metrics.items() if v is not None}
-        exp, ssi, sei = hp_summary(clean, metric_vals)
+        _experiment, session_start, session_end = hp_summary(clean, metric_vals)
         fw = self._writer._get_file_writer()
-        fw.add_summary(exp)
-        fw.add_summary(ssi)
-        fw.add_summary(sei)
+        fw.add_summary(session_start)
+        fw.add_summary(session_end)
         for k, v in metric_vals.items():
             self._writer.add_scalar(k, v)
 

@@ -1,12 +1,14 @@
-"""SGD with momentum and the parameter groups the mask semantics need (see sparsity/enforce.py).
+"""The optimizer (`trainer.optimizer`: SGD with momentum as in the papers, Adam, AdamW) and the
+parameter groups the mask semantics need (see sparsity/enforce.py).
 
 Three groups, always in this order and always present (possibly empty), so an optimizer state
 saved under one mask mode loads under another (an LTH rewind point is saved while training densely
 and restored for a pruned round):
 
-    decay      biases, BatchNorm, ...: SGD's own weight decay
-    prunable   the masked parameters: no SGD decay when a mask is active (the enforcer folds the
-               decay into their gradient), SGD decay in dense mode
+    decay      biases, BatchNorm, ...: the optimizer's own weight decay
+    prunable   the masked parameters: no optimizer decay when a mask is active (the enforcer folds
+               the decay into their gradient, or for AdamW applies it decoupled to the trained
+               entries only), the optimizer's decay in dense mode
     no_decay   parameters flagged `_sx_no_decay` (e.g. filter bases without decay, appendix B.3)
 """
 from __future__ import annotations
@@ -17,9 +19,10 @@ from torch import nn
 from sparse_exp.sparsity.enforce import MaskEnforcer
 
 ROLES = ("decay", "prunable", "no_decay")
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
-def build_optimizer(model: nn.Module, enforcer: MaskEnforcer, tcfg) -> torch.optim.SGD:
+def build_optimizer(model: nn.Module, enforcer: MaskEnforcer, tcfg) -> torch.optim.Optimizer:
     prunable_ids = {id(p) for p in enforcer.params.values()}
     exempt = decay_exempt(model, tcfg) - prunable_ids
     groups: dict[str, list] = {role: [] for role in ROLES}
@@ -32,16 +35,26 @@ def build_optimizer(model: nn.Module, enforcer: MaskEnforcer, tcfg) -> torch.opt
             groups["no_decay"].append(p)
         else:
             groups["decay"].append(p)
-    optimizer = torch.optim.SGD(
-        [{"params": groups[role], "role": role} for role in ROLES],
-        lr=tcfg.lr, momentum=tcfg.momentum, nesterov=tcfg.nesterov,
-    )
+    param_groups = [{"params": groups[role], "role": role} for role in ROLES]
+    kind = getattr(tcfg, "optimizer", "sgd")
+    if kind == "sgd":
+        optimizer = torch.optim.SGD(param_groups, lr=tcfg.lr, momentum=tcfg.momentum, nesterov=tcfg.nesterov)
+    else:
+        cls = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
+        optimizer = cls(param_groups, lr=tcfg.lr, betas=tuple(tcfg.betas), eps=tcfg.eps)
+    if kind == "adamw":
+        enforcer.decoupled = True
+
+        def decay_masked(opt, args, kwargs):  # runs inside step(), so a step GradScaler skips decays nothing
+            enforcer.decoupled_decay_(next(g["lr"] for g in opt.param_groups if g["role"] == "prunable"))
+
+        optimizer.register_step_pre_hook(decay_masked)
     configure_decay(optimizer, enforcer, tcfg.weight_decay)
     return optimizer
 
 
 def configure_decay(optimizer: torch.optim.Optimizer, enforcer: MaskEnforcer, weight_decay: float) -> None:
-    """Set each group's SGD weight decay for the current mask mode (also after loading a state)."""
+    """Set each group's optimizer weight decay for the current mask mode (also after loading a state)."""
     for group in optimizer.param_groups:
         role = group.get("role", "decay")
         if role == "decay":

@@ -24,10 +24,12 @@ from torch import nn
 
 from sparse_exp import distributed
 from sparse_exp.models.base import prunable_parameters
+from sparse_exp.models.build import architecture_tag
 from sparse_exp.seeding import generator
 from sparse_exp.sparsity.enforce import MaskEnforcer
 from sparse_exp.sparsity.mask import Mask
 from sparse_exp.tracking.files import save_torch
+from sparse_exp.training.interrupt import NoGuard
 from sparse_exp.training.trainer import PhaseResult, Trainer
 
 log = logging.getLogger("sparse_exp")
@@ -58,6 +60,9 @@ class Session:
         self.resume_state = resume_state
         self.mask_agreement = {"mask_checks": 0, "masks_computed_differently": 0}  # several ranks only
         self._train_module: Optional[nn.Module] = None
+        self.interrupt = NoGuard()  # experiment.run installs the signal handlers (training/interrupt.py)
+        self.previous_elapsed_s = 0.0  # wall time of the processes before a resume
+        self.started = time.perf_counter()
         if resume_state is not None:
             self._restore(resume_state)
 
@@ -189,13 +194,16 @@ class Session:
         self.tracker.flush()
 
     # checkpoints --------------------------------------------------------------------------
-    def save_checkpoint(self, trainer: Optional[Trainer] = None) -> None:
+    def save_checkpoint(self, trainer: Optional[Trainer] = None, partial: Optional[dict] = None) -> None:
+        """Atomic checkpoint of the run; `partial` marks one written mid-epoch (trainer.checkpoint_every_*,
+        an interrupt) and holds that epoch's running sums, so a resumed epoch reports the same figures."""
         if not self.is_writer:
             return
         state = {
             "version": 1,
+            "architecture": architecture_tag(self.cfg.model),  # checked by model.pretrained=<this run>
             "phase": trainer.phase if trainer else None,
-            "trainer": trainer.state_dict() if trainer else None,
+            "trainer": trainer.state_dict(partial) if trainer else None,
             "model": self.model.state_dict(),
             "mask": self.mask.state(),
             "mask_mode": self.enforcer.mode,
@@ -207,6 +215,7 @@ class Session:
             "mask_s": self.mask_s,
             "init_seed": self.init_seed,
             "global_step": self.step_offset + (trainer.step if trainer else 0),
+            "elapsed_s": self.elapsed_s(),  # wall time of all processes so far (metrics.json time.total_s)
         }
         save_torch(self.out_dir / CHECKPOINT, state)
 
@@ -220,6 +229,10 @@ class Session:
         self.best_mask = state.get("best_mask")
         self.mask_s = state.get("mask_s", 0.0)
         self.init_seed = state.get("init_seed", self.init_seed)
+        self.previous_elapsed_s = state.get("elapsed_s", 0.0)
+
+    def elapsed_s(self) -> float:
+        return self.previous_elapsed_s + time.perf_counter() - self.started
 
     # results ------------------------------------------------------------------------------
     def final_phase(self) -> Optional[PhaseResult]:

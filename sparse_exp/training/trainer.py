@@ -1,4 +1,4 @@
-"""The plain training loop: SGD with momentum, the papers' LR schedules, per-epoch evaluation.
+"""The plain training loop: SGD with momentum (or Adam/AdamW), the LR schedules, per-epoch evaluation.
 
 Read top to bottom: `fit` runs epochs; `train_epoch` is forward, backward, method hook, mask,
 optimizer step, LR for the next step, method hook. Metrics are accumulated on the device and read
@@ -21,7 +21,9 @@ from torch import nn
 
 from sparse_exp import distributed
 from sparse_exp.training.evaluate import evaluate
+from sparse_exp.training.interrupt import Interrupted
 from sparse_exp.training.optim import build_optimizer, configure_decay
+from sparse_exp.training.progress import Progress
 from sparse_exp.training.schedule import schedule_from_config
 
 Probe = Callable[["Trainer"], dict]
@@ -60,7 +62,7 @@ class Trainer:
             self.steps_per_epoch = min(self.steps_per_epoch, self.tcfg.max_steps_per_epoch)
         self.total_steps = self.steps_per_epoch * epochs
         self.optimizer = build_optimizer(self.model, self.enforcer, self.tcfg)
-        self.schedule = schedule_from_config(self.tcfg, self.steps_per_epoch)
+        self.schedule = schedule_from_config(self.tcfg, self.steps_per_epoch, self.total_steps)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.tcfg.label_smoothing)
         self.precision = self.tcfg.precision
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
@@ -72,6 +74,11 @@ class Trainer:
         self.history: list[dict] = []
         self.best: dict = {"val_acc": -1.0, "epoch": -1, "test_acc": float("nan")}
         self.train_s = 0.0
+        self.resumed_partial: Optional[dict] = None  # running sums of an epoch cut by a mid-epoch checkpoint
+        self.resumed_seconds = 0.0
+        self._epoch_t0 = time.perf_counter()
+        self._last_checkpoint = (0, time.perf_counter())
+        self.progress = Progress.of(self)  # the per-epoch progress line (training/progress.py)
         self.enforcer.apply_(self.optimizer)
         self._set_lr()
 
@@ -96,7 +103,8 @@ class Trainer:
         status = "completed"
         while self.epoch < self.epochs:
             epoch = self.epoch
-            t0 = time.perf_counter()
+            t0 = self._epoch_t0 = time.perf_counter() - self.resumed_seconds
+            self.resumed_seconds = 0.0
             train = self.train_epoch(epoch)
             seconds = time.perf_counter() - t0
             self.train_s += seconds
@@ -151,52 +159,68 @@ class Trainer:
         samples = 0
         flow = []  # L1 norms of the trained weights' gradients at log steps (Figs. 3.1, 3.5b)
         extra: dict = {}
-        # A phase may start mid-epoch (LTH rewinds to iteration t0): skip the batches already seen.
+        partial, self.resumed_partial = self.resumed_partial, None
+        if partial is not None and partial["epoch"] == epoch:  # resuming from a mid-epoch checkpoint
+            loss_sum += partial["loss_sum"].to(device)
+            correct += partial["correct"].to(device)
+            samples, flow = partial["samples"], list(partial["flow"])
+        # A phase may start mid-epoch (LTH rewinds to iteration t0; a mid-epoch checkpoint): skip the
+        # batches already seen (an epoch's order and augmentation are drawn up front, so this is exact).
         done = self.step - epoch * self.steps_per_epoch
         batches = itertools.islice(self.data.train.epoch(epoch), done, self.steps_per_epoch)
-        last_report = time.perf_counter()
-        for x, y in batches:
-            if self.channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with self.autocast():
-                out = self.net(x)
-                loss = self.criterion(out.float(), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            backward_loss = loss
-            if self.world > 1:  # this rank's share of the global batch (1 for equal slices)
-                share = distributed.batch_share(y.shape[0], self.step - epoch * self.steps_per_epoch,
-                                                self.data.train.num_samples, self.data.train.batch_size)
-                backward_loss = loss if share == 1.0 else loss * share
-            self.scaler.scale(backward_loss).backward()
-            if self.scaler.is_enabled():
-                self.scaler.unscale_(self.optimizer)
-            self.method.after_backward(self, self.step)
-            log_now = (self.step + 1) % self.tcfg.log_every == 0
-            if log_now:  # the loss gradient of the trained weights, before decay is folded in
-                flow.append(self.enforcer.trained_grad_l1())
-            self.enforcer.prepare_gradients()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.step += 1
-            self._set_lr()
-            self.method.after_step(self, self.step)
-            loss_sum += loss.detach().double() * y.numel()
-            correct += (out.detach().argmax(1) == y).sum()
-            samples += y.numel()
-            if log_now:
-                total_loss, total_samples = distributed.sum_across_ranks(loss_sum, samples)
-                running = float(total_loss) / total_samples
-                scalars = {"train/loss_running": running, "lr": self.lr}
-                for probe in self.probes:
-                    scalars.update(probe(self))
-                self.session.scalars(scalars, self.step)
-                if not math.isfinite(running):
-                    break
-                if time.perf_counter() - last_report > 30:
-                    self.session.log(
-                        f"  {self.phase} epoch {epoch + 1}: step {self.step - epoch * self.steps_per_epoch}/{self.steps_per_epoch}, loss {running:.4f}"
-                    )
-                    last_report = time.perf_counter()
+        self.progress.start_epoch(epoch, self.step)
+        guard = self.session.interrupt
+        guard.deferred = True  # a signal now only raises a flag: the step finishes, then we checkpoint
+        try:
+            for x, y in batches:
+                if self.channels_last and x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with self.autocast():
+                    out = self.net(x)
+                    loss = self.criterion(out.float(), y)
+                self.optimizer.zero_grad(set_to_none=True)
+                backward_loss = loss
+                if self.world > 1:  # this rank's share of the global batch (1 for equal slices)
+                    share = distributed.batch_share(y.shape[0], self.step - epoch * self.steps_per_epoch,
+                                                    self.data.train.num_samples, self.data.train.batch_size)
+                    backward_loss = loss if share == 1.0 else loss * share
+                self.scaler.scale(backward_loss).backward()
+                if self.scaler.is_enabled():
+                    self.scaler.unscale_(self.optimizer)
+                self.method.after_backward(self, self.step)
+                log_now = (self.step + 1) % self.tcfg.log_every == 0
+                if log_now:  # the loss gradient of the trained weights, before decay is folded in
+                    flow.append(self.enforcer.trained_grad_l1())
+                self.enforcer.prepare_gradients()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.step += 1
+                self._set_lr()
+                self.method.after_step(self, self.step)
+                loss_sum += loss.detach().double() * y.numel()
+                correct += (out.detach().argmax(1) == y).sum()
+                samples += y.numel()
+                if log_now:
+                    total_loss, total_samples = distributed.sum_across_ranks(loss_sum, samples)
+                    running = float(total_loss) / total_samples
+                    scalars = {"train/loss_running": running, "lr": self.lr}
+                    for probe in self.probes:
+                        scalars.update(probe(self))
+                    self.session.scalars(scalars, self.step)
+                    self.progress.loss = running
+                    if not math.isfinite(running):
+                        break
+                self.progress.update(self.step)
+                if guard.received is not None or self._checkpoint_due():
+                    self.session.save_checkpoint(self, partial={
+                        "epoch": epoch, "loss_sum": loss_sum.cpu(), "correct": correct.cpu(), "samples": samples,
+                        "flow": list(flow), "seconds": time.perf_counter() - self._epoch_t0})
+                    self._last_checkpoint = (self.step, time.perf_counter())
+                    if guard.received is not None:
+                        raise Interrupted(guard.received, f" at epoch {epoch + 1} step {self.step}")
+        finally:
+            guard.deferred = False
+        self.progress.end_epoch()
         distributed.sync_buffers(model)  # one set of BatchNorm statistics for evaluation and checkpoints
         loss_sum, correct, samples = distributed.sum_across_ranks(loss_sum, correct, samples)
         if flow:
@@ -206,9 +230,19 @@ class Trainer:
         loss = float(loss_sum) / samples if samples else float("nan")
         return {"loss": loss, "acc": int(correct) / samples if samples else float("nan"), "samples": samples, "extra": extra}
 
+    def _checkpoint_due(self) -> bool:
+        """trainer.checkpoint_every_steps / checkpoint_every_min: mid-epoch checkpoints (epochs always end with one)."""
+        every_steps, every_min = self.tcfg.checkpoint_every_steps, self.tcfg.checkpoint_every_min
+        last_step, last_t = self._last_checkpoint
+        if every_steps and self.step - last_step >= every_steps:
+            return True
+        return bool(every_min) and time.perf_counter() - last_t >= 60 * every_min
+
     # resume -------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
+    def state_dict(self, partial: Optional[dict] = None) -> dict:
+        """The trainer's state; `partial` (a mid-epoch checkpoint) holds the cut epoch's running sums."""
         return {
+            "partial": partial,
             "phase": self.phase,
             "step": self.step,
             "epoch": self.epoch,
@@ -227,6 +261,9 @@ class Trainer:
         self.history = list(state.get("history", []))
         self.best = dict(state.get("best", self.best))
         self.train_s = state.get("train_s", 0.0)
+        self.resumed_partial = state.get("partial")
+        self.resumed_seconds = self.resumed_partial["seconds"] if self.resumed_partial else 0.0
+        self._last_checkpoint = (self.step, time.perf_counter())
         # The state may come from another mask mode (an LTH rewind point saved while dense):
         # re-derive each group's decay and zero the momentum of masked entries.
         configure_decay(self.optimizer, self.enforcer, self.tcfg.weight_decay)

@@ -1,5 +1,5 @@
-"""Scoring settings shared by every method that computes pruning scores (LESSONS: make each
-scoring choice an explicit, logged config field)."""
+"""Scoring settings shared by every method that computes pruning scores: every scoring choice is
+an explicit config field, so it is recorded in config.yaml and metrics.json."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -7,7 +7,7 @@ Iterative pruning: `synflow_rounds` rounds, after round k keeping (1 - q)^(k/rou
 rounded as in the reference code (`round_keep`).
 
 Numerics: products of absolute weights along every path overflow or underflow float32 in deep
-networks (LESSONS). `synflow_dtype=float64` always computes in double; `auto` (default) computes in
+networks. `synflow_dtype=float64` always computes in double; `auto` (default) computes in
 float32 while R stays within [1e-30, 1e30] and switches to float64 for good as soon as it does
 not, which keeps VGG-16's 100 rounds fast on a CPU and ResNets safe.
 """

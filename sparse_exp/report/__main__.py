@@ -1,0 +1,5 @@
+import sys
+
+from sparse_exp.report import main
+
+sys.exit(main())
