@@ -23,6 +23,9 @@ CASES = [
     ("grasp_imagenet", 2503, [(0, 0.1), (30 * 2503, 0.01), (60 * 2503, 0.001), (89 * 2503, 0.001)]),
     # RigL/FT: 5 warm-up epochs, linear per iteration, then epochs 30/60/90.
     ("itop_imagenet", 10010, [(0, 0.1 / (5 * 10010)), (5 * 10010 // 2 - 1, 0.05), (5 * 10010 - 1, 0.1), (30 * 10010, 0.01), (90 * 10010, 0.0001)]),
+    # CPU-scale reproductions (Table A.9's MNIST setup shortened): x0.1 every 100 / 500 iterations.
+    ("repro_lenet5", 540, [(0, 0.1), (99, 0.1), (100, 0.01), (539, 1e-6)]),
+    ("repro_lenet300", 540, [(0, 0.1), (499, 0.1), (500, 0.01), (2699, 1e-6)]),
     # GMP: warm-up, then epochs 30/60/80.
     ("gale_imagenet", 5005, [(0, 0.1 / (5 * 5005)), (5 * 5005, 0.1), (80 * 5005, 0.0001)]),
 ]
