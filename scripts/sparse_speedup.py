@@ -3,7 +3,9 @@
 Follows IP appendix D.4: VGG-16 on a 3x32x32 input, batch size 1, BatchNorm and non-linearities
 omitted, every layer simulated by a scipy.sparse.csr_matrix matrix-vector product of matching
 dimensions (IP: the dense basis-first convolution of Algorithm 5.2, then the CSR product with the
-sparse coefficients), mean of 25 runs, one thread. Uniform sparsity: every layer has density 1 - p.
+sparse coefficients), mean of 25 runs, one thread. The IP model follows its sharing plan
+(`--sharing`, `--nc`): layers it keeps spatial (ResNet stems) are timed as in SP, out_nc layers
+convolve with ceil(c_out / nc) bases; the theory column counts FLOPs of the same two models. Uniform sparsity: every layer has density 1 - p.
 `--mask run/mask.npz` adds a row with the per-layer densities of a run's mask (e.g. LTH's).
 
     python scripts/sparse_speedup.py                 # p = 0.5 ... 0.995, 25 runs (about a minute)
@@ -35,14 +37,18 @@ from sparse_exp.sparsity.mask import Mask  # noqa: E402
 DEFAULT_P = (0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995)
 
 
-def theoretical(model_name: str, shape, densities: list[float], dict_size) -> list[float]:
-    """(SP, IP) theoretical speed-ups: dense FLOPs over sparse FLOPs (IP with fine sharing: the
-    overhead of layer-wide schemes does not depend on the scheme)."""
+def build(model_name: str, shape, sharing: str, nc: int, dict_size):
+    """The model of the table as SP (sharing none) or IP with the sharing plan that is timed."""
+    model = MODELS.get(model_name).build(10, shape)
+    cfg = argparse.Namespace(name=sharing, nc=nc, dict_size=dict_size, basis_weight_decay=False)
+    return to_interspace(model, cfg, "random")
+
+
+def theoretical(models: list, shape, densities: list[float]) -> list[float]:
+    """(SP, IP) theoretical speed-ups: dense FLOPs over sparse FLOPs of the very models that are timed
+    (the IP model's own sharing plan: spatial stems, out_nc bases)."""
     out = []
-    for scheme in ("none", "fine"):
-        model = MODELS.get(model_name).build(10, shape)
-        cfg = argparse.Namespace(name=scheme, nc=1, dict_size=dict_size, basis_weight_decay=False)
-        to_interspace(model, cfg, "random")
+    for model in models:
         names = list(prunable_parameters(model))
         out.append(flops_summary(model, shape, dict(zip(names, densities)), per_layer=False)["speedup"])
     return out
@@ -60,6 +66,9 @@ def main() -> None:
     ap.add_argument("--p", type=float, nargs="*", default=None, help=f"pruning rates (default {DEFAULT_P})")
     ap.add_argument("--runs", type=int, default=25, help="timed runs per layer (appendix D.4: 25)")
     ap.add_argument("--dict-size", type=int, default=None, help="n# of the IP dictionary (default K^2)")
+    ap.add_argument("--sharing", default="fine", help="the IP model's sharing scheme (default fine; "
+                    "layer-wide schemes time alike, out_nc multiplies the basis-first work)")
+    ap.add_argument("--nc", type=int, default=1, help="channels per basis for in_nc / out_nc")
     ap.add_argument("--mask", default=None, help="a run's mask.npz: one more row with its layer densities")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="p = 0.9 only, 3 runs")
@@ -69,7 +78,9 @@ def main() -> None:
     runs = 3 if args.quick else args.runs
     spec = MODELS.get(args.model)
     shape = spec.input_shapes[0]
-    geometry = layer_geometry(spec.build(10, shape), shape)
+    sp_model = spec.build(10, shape)
+    ip_model = build(args.model, shape, args.sharing, args.nc, args.dict_size)
+    geometry, ip_geometry = layer_geometry(sp_model, shape), layer_geometry(ip_model, shape)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     dense = time_dense(geometry, runs, rng)
@@ -84,14 +95,15 @@ def main() -> None:
     print(header)
     rows = []
     for label, p, densities in configs:
-        sp_s, ip_s = time_sparse(geometry, densities, runs, rng, args.dict_size)
-        th_sp, th_ip = theoretical(args.model, shape, densities, args.dict_size)
+        sp_s, ip_s = time_sparse(geometry, densities, runs, rng, ip_geometry)
+        th_sp, th_ip = theoretical([sp_model, ip_model], shape, densities)
         row = dict(p=round(p, 6), dense_ms=1e3 * dense, sp_ms=1e3 * sp_s, ip_ms=1e3 * ip_s,
                    sp_speedup=dense / sp_s, ip_speedup=dense / ip_s, sp_theory=th_sp, ip_theory=th_ip)
         rows.append(row)
         print(f"{label:>12} {row['dense_ms']:9.2f} {row['sp_ms']:8.2f} {row['ip_ms']:8.2f} {row['sp_speedup']:6.2f} "
               f"{row['ip_speedup']:6.2f} {th_sp:11.2f} {th_ip:11.2f}", flush=True)
     print(json.dumps({"model": args.model, "input": list(shape), "runs": runs, "dict_size": args.dict_size,
+                      "sharing": args.sharing, "nc": args.nc,
                       "seconds": round(time.perf_counter() - t0, 1), "rows": rows}))
 
 

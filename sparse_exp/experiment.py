@@ -4,6 +4,7 @@ config -> data + model -> method (masks) -> trainer -> logs / metrics.json / mas
 """
 from __future__ import annotations
 
+import copy
 import logging
 import shutil
 import time
@@ -14,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sparse_exp import distributed
-from sparse_exp.config.validate import resolve_device, validate, validate_model_fits
+from sparse_exp.config.validate import config_warnings, resolve_device, validate, validate_model_fits
 from sparse_exp.data import DATASETS
 from sparse_exp.export import COMPRESSED, export_run
 from sparse_exp.measure.run_metrics import attach_measurements
@@ -32,6 +33,25 @@ from sparse_exp.training.session import CHECKPOINT, Session
 log = logging.getLogger("sparse_exp")
 
 FINISHED = ("completed", "diverged", "dry_run")  # statuses a resume or a re-run sweep leaves alone
+
+
+def method_config(cfg: DictConfig, model: torch.nn.Module):
+    """cfg.method, with method.count_bases=true turned into the coefficient compression that keeps
+    floor((1 - q)(D + B)) - B coefficients (Fig. 5.10, IP appendix footnote A.3), so every method
+    (one-shot, DST, GMP, LTH, FT) spends the same budget without knowing about bases."""
+    from sparse_exp.measure.storage import basis_parameters, coefficient_q, kept_with_bases
+    from sparse_exp.models.base import prunable_parameters
+
+    bases = basis_parameters(model)
+    if not cfg.method.get("count_bases", False) or bases == 0:
+        return cfg.method
+    prunable = sum(p.numel() for p in prunable_parameters(model).values())
+    kept = kept_with_bases(cfg.method.compression, prunable, bases)
+    method_cfg = copy.deepcopy(cfg.method)
+    method_cfg.compression = coefficient_q(kept, prunable)
+    log.info(f"method.count_bases: q = {cfg.method.compression} over {prunable:,} coefficients + {bases:,} basis "
+             f"parameters keeps {kept:,} coefficients (coefficient compression {method_cfg.compression:.6f})")
+    return method_cfg
 
 
 def _build_session(cfg: DictConfig, out_dir: Path, device: torch.device, resume_state, is_writer: bool,
@@ -64,7 +84,7 @@ def _build_session(cfg: DictConfig, out_dir: Path, device: torch.device, resume_
     elif cfg.trainer.channels_last:
         log.info("trainer.channels_last=true applies on CUDA only; the CPU run keeps the default memory format")
     model = distributed.prepare_model(model, cfg.trainer.sync_bn)
-    method = METHODS.get(cfg.method.name)(cfg.method)
+    method = METHODS.get(cfg.method.name)(method_config(cfg, model))
     purge = resume_state["global_step"] + 1 if resume_state else None
     tracker = Tracker(out_dir, purge_step=purge, enabled=is_writer)
     session = Session(cfg, out_dir, device, model, data, method, tracker, init_seed, resume_state, is_writer)
@@ -107,6 +127,9 @@ def run(cfg: DictConfig, out_dir: Path, choices: Optional[dict] = None, is_write
         # failed sweep job): its TensorBoard events would draw a second curve over the same steps.
         shutil.rmtree(out_dir / "tb", ignore_errors=True)
     validate(cfg)
+    if is_writer:
+        for warning in config_warnings(cfg):
+            log.warning(f"WARNING: {warning}")
     device = distributed.rank_device(resolve_device(cfg.device))
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)

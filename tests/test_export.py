@@ -77,5 +77,5 @@ def test_table_3_2_sizes_for_lenet5():
     assert r["entropy_kb"] == pytest.approx((430_500 * H / 8 + 4 * 4885 + 4) / 1024)
     assert r["mask_values_kb"] == pytest.approx((430_500 / 8 + 4 * 4885 + 4) / 1024)
     # CSR of one row: values + column indices (4 B each per kept entry) + 2 row pointers
-    assert r["csr_kb"] == pytest.approx((8 * 4305 + 8 + 4 * 580) / 1024)
+    assert r["csr_kb"] == pytest.approx((8 * 4305 + 8 + 4 * 580 + 4) / 1024)  # + the 4-byte seed
     assert binary_entropy(0.5) == 1.0 and binary_entropy(0.0) == 0.0

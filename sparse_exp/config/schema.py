@@ -73,6 +73,8 @@ class TrainerConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam, AdamW
     eps: float = 1e-8  # Adam, AdamW
     weight_decay: float = 5e-4  # L2 for SGD and Adam, decoupled for AdamW
+    batchnorm_weight_decay: bool = True  # decay BatchNorm weights/biases too (false: ITOP's, Gale et al.'s ImageNet code)
+    bias_weight_decay: bool = True  # decay the biases of conv/linear layers too
     lr_gamma: float = 0.1  # multiplicative LR decay
     lr_every_iters: Optional[int] = None  # decay every N iterations (Tables A.9-A.11, "every 30k iterations")
     lr_milestones: list[int] = field(default_factory=list)  # or at these epochs ("epochs 30/60/80")
@@ -97,6 +99,9 @@ class TrainerConfig:
 class MethodConfig:
     name: str = "dense"
     compression: float = 0.0  # q: fraction of prunable weights removed (or frozen)
+    # q counts the filter bases too: kept coefficients + bases = floor((1 - q)(D + B)), so IP pays for
+    # its bases out of the budget (Fig. 5.10; IP appendix footnote A.3). No effect on spatial models.
+    count_bases: bool = False
 
 
 @dataclass

@@ -148,3 +148,15 @@ def validate_model_fits(cfg, input_shape) -> None:
             f"model={cfg.model.name} ({spec.table}) takes {allowed} inputs but dataset={cfg.dataset.name} "
             f"gives {'x'.join(map(str, shape))}; pick a matching model or dataset"
         )
+
+
+def config_warnings(cfg) -> list[str]:
+    """Settings that run but do less than they say (logged as warnings before training)."""
+    out = []
+    if cfg.sharing.name == "none" and cfg.init.name in BASIS_INITS:
+        out.append(
+            f"init={cfg.init.name} is an interspace initialisation but sharing=none: no basis is drawn and the "
+            f"spatial weights are {cfg.init.weights} (as init={cfg.init.weights}); set sharing=coarse|medium|fine|in_nc|out_nc "
+            "for interspace pruning"
+        )
+    return out

@@ -108,6 +108,8 @@ class FolderSource:
         )
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
+        if not self.bounds:  # an empty part (no validation split with dataset.val_fraction=0)
+            return
         for x, y in self.loader(epoch):
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
@@ -129,7 +131,8 @@ def build_folder_data(
     origin: str,
     notes: str,
 ) -> Data:
-    """Split the training folder 9/1 with the run seed; the test set is the separate folder."""
+    """Split the training folder by dataset.val_fraction with the run seed (0: no validation part);
+    the test set is the separate folder."""
     if cfg.num_workers < 0:
         raise ConfigError(f"dataset.num_workers must be >= 0, got {cfg.num_workers}")
     train_idx, val_idx = split_indices(len(train_samples), cfg.val_fraction, seed)

@@ -6,7 +6,8 @@ Layouts (torchvision ImageFolder, one subfolder per class):
   <root>/imagenet/train/<wnid>/*.JPEG
   <root>/imagenet/val/<wnid>/*.JPEG          (the official validation set, used as the test set)
 Class indices follow the sorted training folder names; the test folder is mapped through them.
-The training folder is split 9/1 into train/validation with the run seed (appendix A.1).
+dataset.val_fraction splits the training folder into train/validation with the run seed; both
+YAMLs set 0 (the whole folder trains, the final epoch is reported; see conf/dataset/*.yaml).
 
 Normalisation: both use the published ImageNet channel constants mean (0.485, 0.456, 0.406),
 std (0.229, 0.224, 0.225) (the usual choice for Tiny ImageNet too, which has no official ones).

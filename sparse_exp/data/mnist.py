@@ -2,8 +2,9 @@
 
 Files are looked for, in order, in `<root>/<MNIST|FashionMNIST>/raw/` (torchvision's download
 layout), `<root>/<mnist|fashion_mnist|fashion-mnist>/`, `<root>/` and, for Fashion-MNIST, the
-Debian package's `/usr/share/datasets/fashion-mnist`. No augmentation (appendix A.1), so
-`dataset.augment=true` is refused rather than ignored.
+Debian package's `/usr/share/datasets/fashion-mnist` - the last only while dataset.root is left at
+its default: an explicit root that does not hold the files is an error, never silently replaced by
+the system copy. No augmentation (appendix A.1), so `dataset.augment=true` is refused rather than ignored.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sparse_exp.data import DATASETS
 from sparse_exp.data.base import Data
 from sparse_exp.data.idx import find_idx_dir, load_idx_split
 from sparse_exp.data.tensor_source import build_tensor_data
+from sparse_exp.config.schema import DatasetConfig
 from sparse_exp.errors import ConfigError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -40,11 +42,17 @@ _SOURCES = {
 }
 
 
+def is_default_root(root: str | Path) -> bool:
+    """dataset.root left at the schema's default ("data", recorded absolute against the directory
+    the command was typed in)."""
+    return Path(root).expanduser().absolute() == Path(DatasetConfig.root).absolute()
+
+
 def candidate_dirs(name: str, root: str | Path) -> list[Path]:
     """The folders searched for the IDX files of `name`, in order."""
     src, root = _SOURCES[name], Path(root).expanduser()
     dirs = [root / src.torchvision_name / "raw", *(root / f for f in src.folders), root]
-    if name == "fashion_mnist":
+    if name == "fashion_mnist" and is_default_root(root):
         dirs.append(DEBIAN_FASHION_MNIST)
     return dirs
 
@@ -72,7 +80,10 @@ def load_idx_dataset(name: str, root: str | Path, download: bool = False):
         places = [str(d) for d in dirs]
         where = ", ".join(places[:-1]) + " or " + places[-1]
         src = _SOURCES[name]
-        raise ConfigError(f"dataset.root: no {src.human} IDX files in {where}; {src.fix}")
+        system = ""
+        if name == "fashion_mnist" and DEBIAN_FASHION_MNIST not in dirs:
+            system = f" (the system copy {DEBIAN_FASHION_MNIST} is searched only when dataset.root is left at its default)"
+        raise ConfigError(f"dataset.root: no {src.human} IDX files in {where}{system}; {src.fix}")
     return load_idx_split(files), files["train_images"].parent
 
 

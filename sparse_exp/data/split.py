@@ -1,4 +1,9 @@
-"""The papers' seeded 9/1 split of a training set into training and validation parts."""
+"""The papers' seeded 9/1 split of a training set into training and validation parts.
+
+val_fraction = 0 trains on the whole training set with no validation part: the ImageNet columns
+of the papers train on all of ILSVRC2012's training folder and report the official validation
+set (thesis appendix A.1; IP appendix, ImageNet paragraph), so there is nothing to select an
+epoch on and the trainer reports the final epoch (sparse_exp/training/trainer.py)."""
 from __future__ import annotations
 
 import torch
@@ -14,8 +19,10 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
     only and never on how other streams are consumed. Both parts are sorted so the validation set
     is evaluated in file order and the stored training tensor keeps the original layout.
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise ConfigError(f"dataset.val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"dataset.val_fraction must lie in [0, 1), got {val_fraction}")
+    if val_fraction == 0.0:
+        return torch.arange(n), torch.zeros(0, dtype=torch.int64)
     n_val = int(round(n * val_fraction))
     if n_val < 1 or n_val >= n:
         raise ConfigError(

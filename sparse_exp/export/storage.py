@@ -8,7 +8,9 @@ All sizes in kB = 1024 bytes, 32-bit values, as Table 3.2 (LeNet-5-Caffe: 431,08
                         ones are zero, so FreezeNet and SNIP cost the same (plus FreezeNet's 32-bit seed)
     compression_factor  dense_kb / trained_values_kb (Table 3.2)
     csr_kb              prunable tensors in CSR (rows = output units; float32 values, int32 column
-                        indices and row pointers) + everything else raw
+                        indices and row pointers) + everything else raw + seed
+    (FreezeNet-WD: its frozen weights moved under weight decay, so nothing comes back from the seed;
+    export_run passes the non-zero pattern of the stored weights as `masks` and mode "stored")
     mask_values_kb      a bit-packed mask (1 bit per prunable entry) + trained values + seed
     entropy_kb          the ideal entropy-coded mask, sum over layers of n_l * H(p_l) bits (eq. A.2),
                         + trained values + seed
@@ -53,7 +55,7 @@ def storage_report(total_params: int, trainable_params: int, masks: Mapping[str,
         "dense_kb": dense / KB,
         "trained_values_kb": trained / KB,
         "compression_factor": dense / trained if trained else float("inf"),
-        "csr_kb": csr / KB,
+        "csr_kb": (csr + seed) / KB,
         "mask_values_kb": (mask_bits + trained + seed) / KB,
         "entropy_kb": (entropy_bits + trained + seed) / KB,
         "kept_weights": kept,

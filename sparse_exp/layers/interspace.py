@@ -23,6 +23,7 @@ from torch import nn
 from sparse_exp.errors import ConfigError
 from sparse_exp.layers.bases import BASIS_INITS, FilterBases, draw_basis
 from sparse_exp.layers.sharing import SHARING_SCHEMES, BasisUse
+from sparse_exp.seeding import derive_seed
 
 # Gradients dL/dW of the composed spatial weights, kept for the training probes (measure/probes.py)
 # while a layer's `record_spatial_grad` is on. Weak keys: a deleted layer takes its entry along.
@@ -147,7 +148,10 @@ class FilterBasisConv2d(nn.Module):
     def init_parameters(self, weight_init, generator: torch.Generator) -> None:
         """Algorithm 5.1 / IP Algs. A1-A3 with `weight_init` as the spatial scheme.
 
-        The owner of a basis first draws it (standard: no random numbers); then the coefficients:
+        The owner of a basis first draws it from a stream of its own, (init seed, "basis", key), so
+        the shared generator is consumed exactly as by the ordinary network and an SP and an IP run
+        of one seed start from the same spatial draws (onb: the same filters W = phi; Algs. A1-A3
+        say only how each is distributed). Then the coefficients:
         standard/random draw beta with `weight_init` on (c_out, c_in, K, K)-shaped tensors, so the
         fans are the spatial ones (n > K^2 takes further such draws, n < K^2 the first n entries
         of each filter); onb draws the spatial filters phi with `weight_init` and sets
@@ -157,7 +161,8 @@ class FilterBasisConv2d(nn.Module):
         o, i, n = self.coeff.shape
         kh, kw = self.kernel_size
         if self.owner:
-            fresh = torch.stack([draw_basis(scheme, n, kh, generator) for _ in range(self.num_bases)])
+            own = torch.Generator().manual_seed(derive_seed(generator.initial_seed(), "basis", self.key))
+            fresh = torch.stack([draw_basis(scheme, n, kh, own) for _ in range(self.num_bases)])
             self.basis.copy_(fresh)
         draws = [_spatial_draw((o, i, kh, kw), weight_init, generator) for _ in range(math.ceil(n / (kh * kw)))]
         values = torch.cat([d.reshape(o, i, kh * kw) for d in draws], -1)[..., :n]
@@ -221,6 +226,9 @@ def to_interspace(model: nn.Module, sharing, init="standard") -> nn.Module:
     if hasattr(model, "fb_bases"):
         raise ValueError("the model is in the interspace already")
     plan = scheme.plan(model, nc)
+    if not plan:  # e.g. LeNet-300-100: the run would be the spatial one under an interspace name
+        raise ConfigError(f"sharing={name}: the model has no KxK convolution with K > 1 that could become a "
+                          "filter-basis convolution; use sharing=none")
     bases = FilterBases(basis_init, bool(_field(sharing, "basis_weight_decay", False)))
     for conv_name, use in plan.items():
         conv = model.get_submodule(conv_name)

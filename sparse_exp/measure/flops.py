@@ -80,3 +80,41 @@ def flops_summary(model: nn.Module, input_shape: tuple[int, int, int], densities
     if per_layer:
         out["layers"] = [{k: r[k] for k in ("name", "density", "dense", "sparse", "overhead")} for r in rows]
     return out
+
+
+def backward_flops_summary(model: nn.Module, input_shape: tuple[int, int, int], densities: dict[str, float] | None = None,
+                           grad_densities: dict[str, float] | None = None) -> dict:
+    """Backward-pass FLOPs of one sample (IP appendix D.2), beside the forward ones: `densities` are
+    the entries that enter the computation (as for the forward pass), `grad_densities` those whose
+    gradient is needed (the trained ones: FreezeNet's frozen weights enter dL/dX but need no gradient).
+    Per layer, with d = d1 d2 output positions and p the pruned fraction:
+
+        spatial conv / linear   dL/dX 2 c_out c_in K^2 d (1 - p)  +  dL/dW 2 c_out c_in K^2 d (1 - p_grad)
+        FB conv                 dL/dX 2 c_out c_in n# d (1 - p) + G_in 2 c_out n# K^2 d    (eqs. A.9, A.10)
+                                dL/dbeta 2 c_out c_in n# d (1 - p_grad)                     (eq. A.12)
+                                dL/dF 2 c_out c_in K^2 (d + n# (1 - p_grad))                (eq. A.14)
+
+    dL/dX is a transposed convolution over the same d positions as the forward pass (the appendix's
+    h w for stride 1); G_in = ceil(c_in / nc) for in_nc sharing, else 1 (every input channel group
+    correlates dL/dY with its own basis). `dense` is the dense SP network's backward pass."""
+    rows = layer_flops(model, input_shape, densities)
+    grads = grad_densities or {}
+    modules = dict(model.named_modules())
+    params = {r["name"]: r["param"] for r in describe_layers(model)}
+    dense_total = sparse_total = overhead_total = 0.0
+    for r in rows:
+        c_out, c_in, k, (d1, d2), n = r["c_out"], r["c_in"], r["kernel"], r["out"], r["dict_size"]
+        d = d1 * d2
+        density, grad_density = r["density"], float(grads.get(params[r["name"]], r["density"]))
+        dense = 4 * c_out * c_in * k * k * d
+        if n:
+            module = modules[r["name"]]
+            g_in = getattr(module, "num_bases", 1) if getattr(module, "split", "layer") == "in" else 1
+            overhead = g_in * 2 * c_out * n * k * k * d + 2 * c_out * c_in * k * k * (d + n * grad_density)
+            sparse = 2 * c_out * c_in * n * d * (density + grad_density) + overhead
+        else:
+            overhead = 0
+            sparse = 2 * c_out * c_in * k * k * d * (density + grad_density)
+        dense_total, sparse_total, overhead_total = dense_total + dense, sparse_total + sparse, overhead_total + overhead
+    return {"dense": int(dense_total), "sparse": float(sparse_total),
+            "speedup": dense_total / sparse_total if sparse_total else math.inf, "overhead": int(overhead_total)}

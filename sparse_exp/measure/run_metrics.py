@@ -2,7 +2,8 @@
 
 `attach_measurements(session)` (called by experiment.run) registers
 * for every run: `flops` - theoretical forward FLOPs of the final model at its mask (measure/flops.py):
-  dense (dense SP network), sparse, speedup = dense / sparse, overhead (IP basis-first part), layers;
+  dense (dense SP network), sparse, speedup = dense / sparse, overhead (IP basis-first part), layers,
+  and `backward` - the same for the backward pass (IP appendix D.2);
 * for interspace runs (sharing != none): the InterspaceProbe (measure/probes.py) and `interspace` -
   sharing, basis initialisation, basis parameters per key and in total, final eq. A.1 similarity of
   every basis, and the spatial density of the composed filters (fraction of non-zero entries of W
@@ -15,7 +16,7 @@ import logging
 import torch
 
 from sparse_exp.layers.interspace import fb_layers
-from sparse_exp.measure.flops import flops_summary, mask_densities
+from sparse_exp.measure.flops import backward_flops_summary, flops_summary, mask_densities
 from sparse_exp.measure.probes import InterspaceProbe, basis_similarities
 from sparse_exp.measure.storage import basis_counts
 
@@ -25,7 +26,11 @@ log = logging.getLogger("sparse_exp")
 def flops_metrics(session) -> dict:
     try:
         densities = mask_densities(session.mask, session.enforcer.mode)
-        return {"flops": flops_summary(session.model, tuple(session.data.input_shape), densities)}
+        shape = tuple(session.data.input_shape)
+        flops = flops_summary(session.model, shape, densities)
+        # backward pass (IP appendix D.2): only the trained entries need a gradient
+        flops["backward"] = backward_flops_summary(session.model, shape, densities, session.mask.layer_densities())
+        return {"flops": flops}
     except Exception as exc:  # never lose a finished training to a measurement
         log.warning(f"FLOP count failed: {type(exc).__name__}: {exc}")
         return {"flops": {"error": f"{type(exc).__name__}: {exc}"}}

@@ -33,10 +33,27 @@ from sparse_exp.models.describe import describe_layers, layer_output_sizes
 
 
 def layer_geometry(model: nn.Module, input_shape: tuple[int, int, int]) -> list[dict]:
-    """name, kind, c_in, c_out, kernel, positions (d1 d2) of every prunable layer of a spatial model."""
+    """name, kind, c_in, c_out, kernel, positions (d1 d2) of every prunable layer, and for an
+    interspace model its plan: dict_size (n#; 0 for a layer that stays spatial, e.g. ResNet18's
+    7x7 stem) and bases (G, the bases a layer convolves its input with: ceil(c_out / nc) for out_nc)."""
     sizes = layer_output_sizes(model, tuple(input_shape))
-    return [dict(name=r["name"], kind=r["kind"], c_in=r["c_in"], c_out=r["c_out"], kernel=r["kernel"],
-                 positions=sizes[r["name"]][0] * sizes[r["name"]][1]) for r in describe_layers(model)]
+    modules = dict(model.named_modules())
+    rows = []
+    for r in describe_layers(model):
+        module = modules[r["name"]]
+        bases = getattr(module, "num_bases", 1) if getattr(module, "split", "layer") == "out" else 1
+        rows.append(dict(name=r["name"], kind=r["kind"], c_in=r["c_in"], c_out=r["c_out"], kernel=r["kernel"],
+                         positions=sizes[r["name"]][0] * sizes[r["name"]][1],
+                         dict_size=getattr(module, "dict_size", 0), bases=bases))
+    return rows
+
+
+def basis_first_shape(g: dict) -> tuple[int, int] | None:
+    """The basis-first GEMM of an IP layer (Algorithm 5.2, line 3): (G n#, K^2) basis rows times the
+    K^2 x c_in d1 d2 patches; None for a layer the interspace model keeps spatial (eq. A.7 applies)."""
+    if not g.get("dict_size"):
+        return None
+    return g["bases"] * g["dict_size"], g["kernel"] ** 2
 
 
 def filter_csr(filters: int, cols: int, positions: int, density: float, rng: np.random.Generator) -> sp.csr_matrix:
@@ -79,21 +96,27 @@ def time_dense(geometry: list[dict], runs: int, rng: np.random.Generator) -> flo
 
 
 def time_sparse(geometry: list[dict], densities: list[float], runs: int, rng: np.random.Generator,
-                dict_size: int | None = None) -> tuple[float, float]:
+                ip_geometry: list[dict] | None = None) -> tuple[float, float]:
     """(SP seconds, IP seconds) of the network with layer densities `densities` (coefficients of IP
-    have the same density as the spatial weights of SP)."""
+    have the same density as the spatial weights of SP). `ip_geometry` is `layer_geometry` of the
+    interspace model (its sharing plan); a layer it keeps spatial is timed as in SP. Without it every
+    KxK convolution (K > 1) counts as a filter-basis convolution with one basis of K^2 elements."""
+    if ip_geometry is None:
+        ip_geometry = [dict(g, dict_size=g["kernel"] ** 2 if g["kind"] == "conv" and g["kernel"] > 1 else 0, bases=1)
+                       for g in geometry]
     sp_total, ip_total = 0.0, 0.0
-    for g, density in zip(geometry, densities):
+    for g, g_ip, density in zip(geometry, ip_geometry, densities):
         k2 = g["kernel"] ** 2
         a_sp = filter_csr(g["c_out"], g["c_in"] * k2, g["positions"], density, rng)
         x_sp = rng.random(a_sp.shape[1], dtype=np.float32)
-        if g["kind"] != "conv" or g["kernel"] == 1:  # linear layers (and 1x1 convs) are the same for IP
+        shape = basis_first_shape(g_ip)
+        if shape is None:  # linear layers, 1x1 convs and convs the IP model keeps spatial: as in SP
             t = mean_seconds([lambda: a_sp @ x_sp], runs)[0]
             sp_total, ip_total = sp_total + t, ip_total + t
             continue
-        n = dict_size or k2
+        n = g_ip["dict_size"]
         a_ip = filter_csr(g["c_out"], g["c_in"] * n, g["positions"], density, rng)
-        basis = rng.random((n, k2), dtype=np.float32)
+        basis = rng.random(shape, dtype=np.float32)
         patches = rng.random((k2, g["c_in"] * g["positions"]), dtype=np.float32)
         z = rng.random(a_ip.shape[1], dtype=np.float32)
 

@@ -12,7 +12,8 @@ So a run has 1 + ceil(log(1 - q) / (log 4 - log 5)) trainings (eq. A.75), one ph
 each (metrics.json lists them all; `lth.rounds` has kept counts and accuracies per round). Every
 level 1 - 0.8^r of a run is itself the lottery ticket at that compression, so one run at the
 highest q of a figure yields all lower levels too (`q_with_bases` also counts the trained filter
-bases of the interspace, the x-axis of Fig. 5.10). Rounds resume on their own: the rewind
+bases of the interspace, the x-axis of Fig. 5.10); each round's mask stays in <run>/mask_round<r>.npz
+with its layer densities and FLOPs in `lth.rounds` (Figs. 5.8, A6(b)). Rounds resume on their own: the rewind
 snapshot lives in the method state of every checkpoint.
 
 q counts all prunable weights, the dense classifier included, so the other layers carry the whole
@@ -28,6 +29,7 @@ import torch
 
 from sparse_exp.config.schema import MethodConfig
 from sparse_exp.errors import ConfigError
+from sparse_exp.measure.flops import flops_summary
 from sparse_exp.measure.storage import basis_parameters, q_with_bases
 from sparse_exp.methods.base import Method, register_method
 from sparse_exp.sparsity.mask import Mask
@@ -82,7 +84,8 @@ class LotteryTicket(Method):
 
     def make_plan(self, session) -> list[int]:
         total = sum(p.numel() for p in session.params.values())
-        counts = lth_kept_counts(total, self.cfg.compression, self.cfg.prune_fraction)
+        bases = basis_parameters(session.model) if getattr(self.cfg, "count_bases", False) else 0
+        counts = lth_kept_counts(total, self.cfg.compression, self.cfg.prune_fraction, bases)
         cls = self.classifier(session)
         dense = session.params[cls].numel() if cls else 0
         final = counts[-1] if counts else total
@@ -116,9 +119,24 @@ class LotteryTicket(Method):
                 "q_with_bases": q_with_bases(kept, total, trained_bases, bases), "status": result.status,
                 "test_acc": result.test_acc, "best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch,
                 "final_train_acc": result.final_train_acc, "final_test_acc": result.final_test_acc,
+                **self.round_measurements(session, r),
             })
             if result.status != "completed":
                 break
+
+    def round_measurements(self, session, r: int) -> dict:
+        """Round r's own mask (<run>/mask_round<r>.npz), layer densities, FLOPs and theoretical
+        speed-up: Figs. 5.8(a, b) and A6(b) plot them per round, and later rounds replace the mask.
+        The file is written when the round ends; a resumed run reads the rounds it finished before."""
+        if not session.is_writer:
+            return {}
+        path = session.out_dir / f"mask_round{r}.npz"
+        if not path.exists():  # the round trained just now: the installed mask is its own
+            session.mask.save(path)
+        mask = Mask.load(path)
+        flops = flops_summary(session.model, tuple(session.data.input_shape), mask.layer_densities(), per_layer=False)
+        return {"mask_file": path.name, "layers": mask.layer_densities(),
+                "flops": {k: flops[k] for k in ("dense", "sparse", "speedup", "overhead")}}
 
     def begin_round(self, session, r: int) -> None:
         if r == 0:

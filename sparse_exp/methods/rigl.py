@@ -31,7 +31,7 @@ class RigL(DynamicSparse):
 
     def after_backward(self, trainer, step: int) -> None:
         # `step` iterations are done; this backward belongs to iteration step + 1.
-        if (step + 1) % self.every or step + 1 >= trainer.total_steps:
+        if (step + 1) % self.every or step + 1 >= self.end_step(trainer):
             return
         with torch.no_grad():
             self._grads = {n: p.grad.detach().abs() if p.grad is not None else torch.zeros_like(p)

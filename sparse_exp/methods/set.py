@@ -4,7 +4,8 @@ thesis 2.3.1 and 5.5.1).
 Before training: a random mask with Erdős-Rényi-kernel layer densities (eq. A.76, eps solved so
 exactly floor((1 - q) D) weights are kept), pruned mode. Every t_p steps (`update_every`: 1,500 for
 SET, 4,000 for RigL) each layer drops the fraction p_t of its non-zero weights with the smallest
-magnitude, p_t following the cosine schedule of eq. A.77 over the T steps of the training, and
+magnitude, p_t following the cosine schedule of eq. A.77 over the T steps of the training (or of its
+first `stop_fraction`, after which the mask stays fixed, as RigL's own code does at 0.75), and
 regrows as many: SET at random, RigL where the dense gradient is largest (rigl.py). Regrown weights
 start at 0 with zero momentum (session.update_mask); layer counts never change.
 
@@ -28,6 +29,9 @@ class DSTConfig(MethodConfig):
     update_every: int = 1500  # t_p: steps between mask updates (appendix G.3: 1,500 SET, 4,000 RigL)
     drop_init: float = 0.5  # p_init of the cosine drop schedule (eq. A.77)
     drop_min: float = 0.005  # p_min of eq. A.77
+    # Updates (and eq. A.77's T) end at this fraction of the training: 1 as in the thesis' setup
+    # ("until the end"); RigL's own code stops at 0.75 (its end_step), so does rigl with 0.75.
+    stop_fraction: float = 1.0
 
 
 class DynamicSparse(Method):
@@ -46,6 +50,8 @@ class DynamicSparse(Method):
             raise ConfigError(f"method.compression must be < 1 for method={cls.name} (it trains a sparse network); got {cfg.compression}")
         if cfg.update_every < 1:
             raise ConfigError(f"method.update_every must be >= 1 (steps between mask updates); got {cfg.update_every}")
+        if not 0.0 < cfg.stop_fraction <= 1.0:
+            raise ConfigError(f"method.stop_fraction must lie in (0, 1] (the fraction of training with mask updates); got {cfg.stop_fraction}")
         if not 0.0 <= cfg.drop_min <= cfg.drop_init <= 1.0:
             raise ConfigError(f"method.drop_init and method.drop_min need 0 <= drop_min <= drop_init <= 1; got {cfg.drop_init}, {cfg.drop_min}")
 
@@ -60,8 +66,12 @@ class DynamicSparse(Method):
         session.set_mask(mask, mode="prune")
 
     # hooks ---------------------------------------------------------------------------------
+    def end_step(self, trainer) -> int:
+        """T of eq. A.77: the step after which no update happens (method.stop_fraction of the training)."""
+        return max(1, int(self.cfg.stop_fraction * trainer.total_steps))
+
     def after_step(self, trainer, step: int) -> None:
-        if step % self.every or step >= trainer.total_steps:
+        if step % self.every or step >= self.end_step(trainer):
             return
         self.update(trainer, step)
 
@@ -71,7 +81,7 @@ class DynamicSparse(Method):
 
     def update(self, trainer, step: int) -> None:
         session = trainer.session
-        fraction = drop_fraction(step, trainer.total_steps, self.cfg.drop_init, self.cfg.drop_min)
+        fraction = drop_fraction(step, self.end_step(trainer), self.cfg.drop_init, self.cfg.drop_min)
         score = self.grow_score(trainer, step)
         with session.timed_mask():
             mask, exchanged = drop_and_grow(session.params, session.mask, fraction, score)
@@ -92,7 +102,7 @@ class DynamicSparse(Method):
 
     def summary(self) -> dict:
         return {"dst": {"method": self.name, "update_every": self.cfg.update_every, "drop_init": self.cfg.drop_init,
-                        "drop_min": self.cfg.drop_min, **self.record}}
+                        "drop_min": self.cfg.drop_min, "stop_fraction": self.cfg.stop_fraction, **self.record}}
 
 
 @register_method("set", DSTConfig)

@@ -42,12 +42,15 @@ def uniform_scores(shape, device, seed: int, *stream) -> torch.Tensor:
 
 
 def erk_random_mask(params: Mapping[str, torch.Tensor], q: float, seed: int, *stream) -> tuple[Mask, dict]:
-    """Random mask with ERK layer counts (eq. A.76), layer `name` drawn from (seed, *stream, name).
-    Returns the mask and {"eps": eps} for the record."""
+    """Random mask with ERK layer counts (eq. A.76), the layer of parameter `name` drawn from
+    (seed, *stream, layer name). The stream is the layer's, not the parameter's (`conv.weight` in SP,
+    `conv.coeff` in IP), and the uniform numbers fill the tensor in memory order, so an SP and an IP
+    run of one seed (n# = K^2) start from the same mask positions: IP coefficient n of a filter
+    sits where spatial entry n does under the standard basis. Returns the mask and {"eps": eps}."""
     total = sum(p.numel() for p in params.values())
     counts = erk_counts(params, kept_count(q, total))
     _, eps = erk_densities(params, 1.0 - q)
-    masks = {name: topk_mask(uniform_scores(p.shape, p.device, seed, *stream, name), counts[name])
+    masks = {name: topk_mask(uniform_scores(p.shape, p.device, seed, *stream, name.rpartition(".")[0]), counts[name])
              for name, p in params.items()}
     return Mask(masks), {"eps": eps}
 

@@ -40,7 +40,7 @@ def mask_for(session, criterion: str, cfg, q: float) -> tuple[Mask, dict]:
     D = sum(p.numel() for p in session.params.values())
     k = kept_count(q, D)
     if criterion == "synflow" and k < D:
-        mask, info = synflow_iterative(score_context(session, cfg), k)
+        mask, info = synflow_iterative(score_context(session, cfg), k, q)
         if info.get("float64"):
             session.log("synflow: path norm left float32's safe range; scored in float64")
         return mask, {"criterion": criterion, "kept": k, **info}

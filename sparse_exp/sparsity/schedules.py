@@ -37,10 +37,14 @@ def gmp_is_update(step: int, t0: int, t1: int, every: int) -> bool:
     return t0 <= step <= t1 and ((step - t0) % every == 0 or step == t1)
 
 
-def lth_kept_counts(total: int, q: float, prune_fraction: float = 0.2) -> list[int]:
+def lth_kept_counts(total: int, q: float, prune_fraction: float = 0.2, bases: int = 0) -> list[int]:
     """Kept prunable weights after pruning round r = 1, 2, ...: floor((1 - f)^r D), the last one
     clipped to floor((1 - q) D). Its length is ceil(log(1 - q) / log(1 - f)) (for f = 0.2 the
-    denominator is log 4 - log 5), so the run has 1 + that many trainings (eq. A.75)."""
+    denominator is log 4 - log 5), so the run has 1 + that many trainings (eq. A.75).
+
+    bases = B > 0 (method.count_bases): the rounds sit at q_r = 1 - (1 - f)^r with the bases counted,
+    floor((1 - f)^r (D + B)) - B coefficients, so every round of an IP run is comparable with the
+    SP round of the same r (Fig. 5.10); q is then the coefficient compression of the final round."""
     if not 0.0 < prune_fraction < 1.0:
         raise ValueError(f"prune_fraction must lie in (0, 1), got {prune_fraction}")
     target = kept_count(q, total)
@@ -48,7 +52,7 @@ def lth_kept_counts(total: int, q: float, prune_fraction: float = 0.2) -> list[i
     kept, r = total, 0
     while kept > target:
         r += 1
-        kept = max(target, int(math.floor((1.0 - prune_fraction) ** r * total + 1e-9)))
+        kept = max(target, int(math.floor((1.0 - prune_fraction) ** r * (total + bases) + 1e-9)) - bases)
         counts.append(kept)
     return counts
 

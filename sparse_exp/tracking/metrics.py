@@ -44,6 +44,9 @@ def build_metrics(session, status: str, choices: dict, info: dict, total_s: floa
         "test_acc": final.test_acc if final else None,
         "best_val_acc": final.best_val_acc if final else None,
         "best_epoch": final.best_epoch if final else None,
+        # how test_acc was picked: early stopping on the validation split, or the final epoch when
+        # dataset.val_fraction=0 leaves no validation set (the papers' ImageNet columns)
+        "test_acc_selection": "best_val_epoch" if session.cfg.dataset.val_fraction > 0 else "final_epoch",
         "final_train_acc": final.final_train_acc if final else None,
         "final_val_acc": final.final_val_acc if final else None,
         "final_test_acc": final.final_test_acc if final else None,

@@ -24,13 +24,14 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 
 def build_optimizer(model: nn.Module, enforcer: MaskEnforcer, tcfg) -> torch.optim.Optimizer:
     prunable_ids = {id(p) for p in enforcer.params.values()}
+    exempt = decay_exempt(model, tcfg) - prunable_ids
     groups: dict[str, list] = {role: [] for role in ROLES}
     for p in model.parameters():
         if not p.requires_grad:
             continue
         if id(p) in prunable_ids:
             groups["prunable"].append(p)
-        elif getattr(p, "_sx_no_decay", False):
+        elif getattr(p, "_sx_no_decay", False) or id(p) in exempt:
             groups["no_decay"].append(p)
         else:
             groups["decay"].append(p)
@@ -62,3 +63,21 @@ def configure_decay(optimizer: torch.optim.Optimizer, enforcer: MaskEnforcer, we
             group["weight_decay"] = weight_decay if enforcer.decay_in_optimizer() else 0.0
         else:
             group["weight_decay"] = 0.0
+
+
+# ---- weight decay on BatchNorm parameters and biases (trainer.batchnorm_weight_decay / bias_weight_decay)
+def decay_exempt(model: nn.Module, tcfg) -> set[int]:
+    """ids of the parameters the setup trains without weight decay (they join the no_decay group):
+    BatchNorm weights and biases with trainer.batchnorm_weight_decay=false, the biases of every other
+    layer with trainer.bias_weight_decay=false. The papers are silent; the presets follow the code
+    each setup comes from (conf/trainer/*.yaml)."""
+    exempt: set[int] = set()
+    for module in model.modules():
+        is_bn = isinstance(module, nn.modules.batchnorm._BatchNorm)
+        if is_bn and not getattr(tcfg, "batchnorm_weight_decay", True):
+            exempt.update(id(p) for p in module.parameters(recurse=False))
+        elif not is_bn and not getattr(tcfg, "bias_weight_decay", True):
+            bias = getattr(module, "bias", None)
+            if isinstance(bias, nn.Parameter):
+                exempt.add(id(bias))
+    return exempt

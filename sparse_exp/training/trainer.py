@@ -36,7 +36,7 @@ class PhaseResult:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = -1
     best_val_acc: float = float("nan")
-    test_acc: float = float("nan")  # test accuracy at the best-validation epoch (early stopping)
+    test_acc: float = float("nan")  # test accuracy at the best-validation epoch (early stopping; the final one without validation set)
     final_train_acc: float = float("nan")
     final_val_acc: float = float("nan")
     final_test_acc: float = float("nan")
@@ -129,7 +129,8 @@ class Trainer:
                 **train["extra"],
             }
             self.history.append(record)
-            if val_acc > self.best["val_acc"]:
+            # dataset.val_fraction=0 leaves no validation set: nothing to select on, the final epoch counts
+            if self.data.val.num_samples == 0 or val_acc > self.best["val_acc"]:
                 self.best = {"val_acc": val_acc, "epoch": epoch + 1, "test_acc": test_acc}
                 self.session.on_new_best(self)
             self.epoch += 1
