@@ -91,8 +91,12 @@ def _print_summary(metrics: dict, out_dir: Path) -> None:
     if metrics["status"] == "dry_run":
         result = "dry run: masks computed, nothing trained"
     else:
-        result = (f"test accuracy at the best validation epoch ({metrics.get('best_epoch')}): {pct(metrics.get('test_acc'))}"
-                  f" (validation {pct(metrics.get('best_val_acc'))}, final train {pct(metrics.get('final_train_acc'))})")
+        if metrics.get("test_acc_selection") == "final_epoch":  # dataset.val_fraction=0: no validation split
+            result = (f"test accuracy at the final epoch: {pct(metrics.get('test_acc'))} (no validation split; "
+                      f"final train {pct(metrics.get('final_train_acc'))})")
+        else:
+            result = (f"test accuracy at the best validation epoch ({metrics.get('best_epoch')}): {pct(metrics.get('test_acc'))}"
+                      f" (validation {pct(metrics.get('best_val_acc'))}, final train {pct(metrics.get('final_train_acc'))})")
     lines = [
         f"status: {metrics['status']}",
         result,
