@@ -138,3 +138,15 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     # resuming a finished run does nothing
     again = run_cli([f"resume={killed}"], cwd=tmp_path)
     assert again.returncode == 0 and "already finished" in again.stdout
+
+
+def test_summary_names_the_final_epoch_when_there_is_no_validation_split(tmp_path, capsys):
+    import sparse_exp.cli as cli
+
+    metrics = {"status": "completed", "test_acc": 0.5, "best_val_acc": None, "best_epoch": -1, "final_train_acc": 0.6,
+               "test_acc_selection": "final_epoch",
+               "params": {"trainable": 1, "total": 2, "trainable_weights": 1, "total_weights": 2},
+               "compression": {"q": 0.5, "q_beta": 0.5}}
+    cli._print_summary(metrics, tmp_path)
+    out = capsys.readouterr().out
+    assert "test accuracy at the final epoch: 50.00% (no validation split" in out and "best validation" not in out
