@@ -9,4 +9,6 @@ EXTRA = {
     "lth": ["method.compression=0.36", "method.rewind_step=1"],
     "ft": ["method.pretrain_epochs=1", "method.finetune_epochs=1"],
     "ip": ["sharing=coarse"],
+    # COPS scores with 100 batches by default (section 4.4); two keep a tiny run tiny
+    **{name: ["method.score_batches=2"] for name in ("cops", "g_cops", "m_cops", "u_cops")},
 }

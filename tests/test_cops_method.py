@@ -113,7 +113,8 @@ def test_sweep_presets_hold_the_grids():
 # runs ----------------------------------------------------------------------------------------------
 def test_cops_run_in_process(run_experiment, caplog):
     caplog.set_level("INFO", logger="sparse_exp")
-    metrics, out = run_experiment("method=g_cops", "method.compression=0.9", "method.alpha=0.9", "dry_run=true")
+    metrics, out = run_experiment("method=g_cops", "method.compression=0.9", "method.alpha=0.9", "dry_run=true",
+                                  "method.score_batches=2")
     c = metrics["cops"]
     assert COPS_KEYS <= set(c) and metrics["status"] == "dry_run"
     assert c["s1"] <= c["kappa"] < 0 and c["kappa"] == pytest.approx(0.9 * c["kappa_min"])
@@ -138,17 +139,19 @@ def test_alpha_zero_and_near_one_reproduce_the_single_score_masks(run_experiment
 
 
 def test_linear_mode_and_projection_minus(run_experiment):
-    lin, _ = run_experiment("method=cops", "method.mode=linear", "method.lam=3.0", "dry_run=true", name="lin")
+    lin, _ = run_experiment("method=cops", "method.mode=linear", "method.lam=3.0", "dry_run=true", "method.score_batches=2",
+                            name="lin")
     assert lin["cops"]["lambda"] == 3.0 and lin["cops"]["steps"] == 0 and lin["cops"]["mode"] == "linear"
     assert lin["cops"]["kappa"] == lin["cops"]["s1"]
-    minus, _ = run_experiment("method=cops", "method.projection=minus", "dry_run=true", name="minus")
+    minus, _ = run_experiment("method=cops", "method.projection=minus", "dry_run=true", "method.score_batches=2",
+                              name="minus")
     assert minus["cops"]["s1"] >= minus["cops"]["kappa"]
 
 
 @pytest.mark.parametrize("target", sorted(SCORES.names()))
 def test_partial_classes_work_for_every_score(run_experiment, target):
     """Fig. 4.8: scoring with #T classes only, for any score as target and USNIP as control."""
-    m, _ = run_experiment("method=cops", f"method.target={target}", "method.control=usnip",
+    m, _ = run_experiment("method=cops", "method.score_batches=2", f"method.target={target}", "method.control=usnip",
                           "method.score_classes=2", "method.compression=0.9", "dry_run=true", name=target)
     assert COPS_KEYS <= set(m["cops"]) and m["cops"]["kept"] == m["cops"]["d"]
 
@@ -165,11 +168,10 @@ def test_summary_survives_resume():
 def test_cli_multirun_cops_and_shorthand(tmp_path):
     """End to end through the CLI (one process, a two-job multirun): method=cops with a custom
     target/control pair and the G-COPS shorthand, each with its `cops` block and TensorBoard events.
-    (Keys that only COPS has are given as one-value sweeps, `choice(...)`: Hydra applies plain
-    overrides to the default method before it expands a `method=` sweep.)"""
+    (Method keys are given plainly: the sweeper applies them per job, sparse_exp/sweep.py.)"""
     sweep = tmp_path / "sweep"
-    proc = run_cli(["-m", *TINY, "method=cops,g_cops", "method.compression=0.9", "method.control=choice(magnitude)",
-                    "method.alpha=choice(0.5)", "trainer.epochs=1", "trainer.max_steps_per_epoch=2",
+    proc = run_cli(["-m", *TINY, "method=cops,g_cops", "method.compression=0.9", "method.control=magnitude",
+                    "method.score_batches=2", "method.alpha=0.5", "trainer.epochs=1", "trainer.max_steps_per_epoch=2",
                     f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = sorted(sweep.glob("*/metrics.json"))
