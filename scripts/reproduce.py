@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="jobs at a time (one thread each)")
     parser.add_argument("--page-only", action="store_true", help="do not run anything; rebuild the page")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra overrides for every sweep (tests)")
+    parser.add_argument("--note", default=None, help="a sentence about the conditions of this run, shown on the page")
     args = parser.parse_args(argv)
 
     out = args.out or REPO / ("reproduce-quick" if args.quick else "reproduce")
@@ -67,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     timing_file = out / "timing.json"
     timing = json.loads(timing_file.read_text()) if timing_file.exists() else {}
     failed = []
+    if args.note:
+        timing["_note"] = args.note
+        out.mkdir(parents=True, exist_ok=True)
+        timing_file.write_text(json.dumps(timing, indent=1))
     if not args.page_only:
         for name in names:
             rc, seconds = run_experiment(name, runs, args.jobs, args.quick, args.set)

@@ -65,6 +65,7 @@ def stat(runs: list[dict], metric: str = "test_acc", **where) -> Stat:
 class Claim:
     text: str  # the papers' claim, quoted or paraphrased with its source
     check: Callable[[list[dict]], tuple[Optional[bool], str]]  # -> (holds?, the measured numbers)
+    why_not: str = ""  # what we found about the cause, shown only when the claim does not hold here
 
 
 @dataclass
@@ -150,7 +151,8 @@ def build_page(runs_dir: Path, docs: Path, timing: dict, names: list[str], quick
         body.append("**Claims checked:**\n")
         for claim in exp.claims:
             holds, detail = claim.check(runs)
-            body.append(f"- {claim.text}: {verdict(holds)} ({detail}).")
+            body.append(f"- {claim.text}: {verdict(holds)} ({detail})."
+                        + (f" *Cause, as far as we found:* {claim.why_not}" if holds is False and claim.why_not else ""))
         body.append("")
         if exp.notes:
             body.append(exp.notes.strip() + "\n")
@@ -165,7 +167,9 @@ def build_page(runs_dir: Path, docs: Path, timing: dict, names: list[str], quick
         f"- Code commit of the runs: {commit_of(all_runs)}; page built {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.",
         f"- Machine: {machine()}; {jobs} jobs at a time, one PyTorch thread each.",
         f"- Wall time of the runs: {total / 60:.1f} min"
-        + (" (summed over the attempts of each experiment)" if any(t.get('attempts', 1) > 1 for t in timing.values()) else "") + ".",
+        + (" (summed over the attempts of each experiment)"
+           if any(isinstance(t, dict) and t.get("attempts", 1) > 1 for t in timing.values()) else "") + ".",
+        *([f"- Conditions: {timing['_note']}"] if timing.get("_note") else []),
         "",
         HEADER_NOTES.strip(),
         "",
