@@ -100,7 +100,8 @@ def test_bad_input_stops_before_training(tmp_path, args, needle):
 
 def test_multirun_job_dirs_and_the_report_reads_the_sweep_unchanged(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli(["-m", *TINY, "trainer.epochs=1", "method=dense", "seed=0,1", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    proc = run_cli(["-m", *TINY, "trainer.epochs=1", "trainer.max_steps_per_epoch=2", "method=dense", "seed=0,1",
+                    f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [p.name for p in jobs] == ["0_seed=0", "1_seed=1"]
@@ -111,6 +112,7 @@ def test_multirun_job_dirs_and_the_report_reads_the_sweep_unchanged(tmp_path):
     assert (sweep / "table.md").exists() and (sweep / "table.csv").exists()
 
 
+@pytest.mark.slow  # tests/test_sweeps.py resumes mid-epoch after SIGTERM in the default suite
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     args = [*TINY, "trainer.epochs=3", "dataset.size=4000", "trainer.log_every=10"]
     full = tmp_path / "full"

@@ -60,28 +60,32 @@ def test_a_bad_value_in_a_later_job_stops_the_sweep_before_the_first_job(tmp_pat
     assert time.time() - t0 < 60
 
 
-def test_failed_job_exits_nonzero_and_a_rerun_skips_finished_jobs(tmp_path):
+def test_failed_job_exits_nonzero_and_a_rerun_skips_resumes_and_reruns(tmp_path):
     sweep = tmp_path / "sweep"
-    # job 1 fails at run time: no MNIST files under the given root
-    args = ["-m", *FAST, "method=snip", "method.compression=0.9", "dataset=synthetic,mnist",
-            f"dataset.root={tmp_path / 'nothing'}", f"hydra.sweep.dir={sweep}"]
+    # job 2 fails at run time: no MNIST files under the given root
+    args = ["-m", *FAST, "trainer.max_steps_per_epoch=2", "method=snip", "method.compression=0.9",
+            "dataset=synthetic,mnist", "seed=0,1", f"dataset.root={tmp_path / 'nothing'}", f"hydra.sweep.dir={sweep}"]
     proc = run_cli(args, cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    ok, failed = _jobs(sweep)
-    assert _metrics(ok)["status"] == "completed" and _metrics(failed)["status"] == "failed"
-    assert "1 of 2 jobs failed:" in proc.stdout and str(failed) in proc.stdout
-    first_error = _metrics(failed)["error"].splitlines()[0]
-    assert first_error in proc.stdout
+    ok, cut, failed, failed2 = _jobs(sweep)
+    assert _metrics(ok)["status"] == _metrics(cut)["status"] == "completed"
+    assert _metrics(failed)["status"] == _metrics(failed2)["status"] == "failed"
+    assert "2 of 4 jobs failed:" in proc.stdout and str(failed) in proc.stdout
+    assert _metrics(failed)["error"].splitlines()[0] in proc.stdout  # the first line of its error
 
+    finished = _metrics(cut)
+    (cut / "metrics.json").write_text(json.dumps({"status": "interrupted", "config": finished["config"]}))
     events_before = sorted((ok / "tb").iterdir())
     again = run_cli(args, cwd=tmp_path)
     assert again.returncode == 1
     assert "job 0 completed earlier, skipped" in again.stdout
-    assert "job 1 failed earlier; running it again" in again.stdout
+    assert "job 1 was interrupted earlier; resuming it from its checkpoint" in again.stdout
+    assert "job 2 failed earlier; running it again" in again.stdout
     assert sorted((ok / "tb").iterdir()) == events_before  # nothing rewritten, no second curve
+    assert _metrics(cut)["status"] == "completed" and _metrics(cut)["test_acc"] == finished["test_acc"]
     # the short way to name an earlier sweep does the same
     short = run_cli([f"resume={sweep}"], cwd=tmp_path)
-    assert short.returncode == 1 and "job 0 completed earlier, skipped" in short.stdout
+    assert short.returncode == 1 and "job 1 completed earlier, skipped" in short.stdout
 
 
 def _start(args, cwd):
@@ -125,18 +129,27 @@ def test_sigterm_mid_epoch_checkpoints_and_resume_equals_the_uninterrupted_run(t
     assert b["time"]["total_s"] > elapsed_before  # both processes counted
 
 
-def test_resume_refuses_overrides_that_change_the_run(tmp_path):
+def test_resume_refuses_overrides_that_change_the_run(tmp_path, make_cfg):
+    import pytest
+
+    import sparse_exp.cli as cli
+    from sparse_exp.errors import ConfigError
+
     run_dir = tmp_path / "run"
-    assert run_cli([*FAST, "trainer.max_steps_per_epoch=2", f"hydra.run.dir={run_dir}"], cwd=tmp_path).returncode == 0
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    metrics["status"] = "interrupted"
-    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    run_dir.mkdir()
+    from omegaconf import OmegaConf
+
+    OmegaConf.save(make_cfg(*FAST), run_dir / "config.yaml")
+    (run_dir / "metrics.json").write_text(json.dumps({"status": "interrupted"}))
     proc = run_cli([f"resume={run_dir}", "trainer.epochs=5", "method=snip"], cwd=tmp_path)
     assert proc.returncode == 2
     (line,) = [x for x in (proc.stdout + proc.stderr).splitlines() if "error: resume:" in x]
     assert "trainer.epochs=5 (the run has trainer.epochs=1)" in line and "method=snip (the run has method=freezenet)" in line
-    allowed = run_cli([f"resume={run_dir}", "trainer.threads=1", "device=cpu"], cwd=tmp_path)
-    assert allowed.returncode == 0, allowed.stderr + allowed.stdout
+    # where and how fast may change; the saved config gets them, everything else stays the run's own
+    allowed = cli._resumed_config(make_cfg(*FAST, "trainer.threads=2", "device=cpu"), run_dir, ["trainer.threads=2", "device=cpu"])
+    assert (allowed.trainer.threads, allowed.device, allowed.resume) == (2, "cpu", str(run_dir))
+    with pytest.raises(ConfigError, match="trainer.lr=0.5"):
+        cli._resumed_config(make_cfg(*FAST, "trainer.lr=0.5"), run_dir, ["trainer.lr=0.5"])
 
 
 def test_hparams_are_written_without_a_per_run_experiment_summary(tmp_path):
@@ -190,29 +203,18 @@ def test_interrupt_checkpoints_then_hands_the_signal_to_the_previous_handler(mak
     assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["trainer"]["step"] == 6
 
 
-def test_resume_without_a_checkpoint_clears_the_aborted_attempts_events(tmp_path):
+def test_resume_without_a_checkpoint_clears_the_aborted_attempts_events(tmp_path, make_cfg):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from sparse_exp import experiment
+
     run_dir = tmp_path / "run"
-    assert run_cli([*TINY, "trainer.max_steps_per_epoch=3", f"hydra.run.dir={run_dir}"], cwd=tmp_path).returncode == 0
+    cfg = make_cfg(*TINY, "trainer.max_steps_per_epoch=3")
+    experiment.run(cfg, run_dir)
     (run_dir / "checkpoint.pt").unlink()  # as if killed before its first checkpoint
-    m = _metrics(run_dir)
-    (run_dir / "metrics.json").write_text(json.dumps({"status": "running", "config": m["config"]}))
-    assert run_cli([f"resume={run_dir}"], cwd=tmp_path).returncode == 0
+    (run_dir / "metrics.json").write_text(json.dumps({"status": "running"}))
+    cfg.resume = str(run_dir)
+    experiment.run(cfg, run_dir)
     acc = EventAccumulator(str(run_dir / "tb"))
     acc.Reload()
     assert [e.step for e in acc.Scalars("test/acc")] == [3, 6]  # one curve, not two on top of each other
-
-
-def test_rerun_resumes_an_interrupted_job_from_its_checkpoint(tmp_path):
-    sweep = tmp_path / "sweep"
-    args = ["-m", *FAST, "trainer.max_steps_per_epoch=2", "method=dense", "seed=0,1", f"hydra.sweep.dir={sweep}"]
-    assert run_cli(args, cwd=tmp_path).returncode == 0
-    job = _jobs(sweep)[1]
-    m = _metrics(job)
-    (job / "metrics.json").write_text(json.dumps({"status": "interrupted", "config": m["config"]}))
-    again = run_cli(args, cwd=tmp_path)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "job 0 completed earlier, skipped" in again.stdout
-    assert "job 1 was interrupted earlier; resuming it from its checkpoint" in again.stdout
-    assert _metrics(job)["status"] == "completed" and _metrics(job)["test_acc"] == m["test_acc"]
