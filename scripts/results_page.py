@@ -88,7 +88,7 @@ def above(a: Stat, b: Stat, margin: float = 0.0) -> Optional[bool]:
 
 
 def verdict(holds: Optional[bool]) -> str:
-    return {True: "**holds here**", False: "**does not hold here**", None: "**not measured**"}[holds]
+    return {True: "**holds here**", False: "**does not hold here**", None: "**undecided here**"}[holds]
 
 
 # page ---------------------------------------------------------------------------------------------
