@@ -151,9 +151,10 @@ def cell(row: dict, metric: str) -> str:
     mean, std, n = row.get(f"{metric}_mean"), row.get(f"{metric}_std"), row.get(f"{metric}_n", 0)
     if not n or mean is None or math.isnan(mean):
         return "n/a"
-    text = fmt(mean, metric)
+    value = (lambda v: fmt(v, metric)) if is_fraction(metric) else (lambda v: f"{v:.4g}")  # 4 digits for other metrics
+    text = value(mean)
     if n > 1 and std is not None and not math.isnan(std):
-        text += f" ± {fmt(std, metric)}"
+        text += f" ± {value(std)}"
     return f"{text} (n={n})"
 
 
