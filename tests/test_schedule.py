@@ -25,6 +25,9 @@ CASES = [
     ("itop_imagenet", 9008, [(0, 0.1 / (5 * 9008)), (5 * 9008 // 2 - 1, 0.05), (5 * 9008 - 1, 0.1), (30 * 9008, 0.01), (90 * 9008, 0.0001)]),
     # GMP: warm-up, then epochs 30/60/80.
     ("gale_imagenet", 4504, [(0, 0.1 / (5 * 4504)), (5 * 4504, 0.1), (80 * 4504, 0.0001)]),
+    # CPU-scale reproduction (docs/results.md): MNIST's x0.1 every 25k iterations shortened 250x / 50x.
+    ("repro_lenet5", 540, [(0, 0.1), (99, 0.1), (100, 0.01), (539, 1e-6)]),
+    ("repro_lenet300", 540, [(0, 0.1), (499, 0.1), (500, 0.01), (2699, 1e-6)]),
 ]
 
 
