@@ -103,13 +103,39 @@ def test_grasp_hessian_gradient_product_matches_autograd_hvp_and_finite_differen
     assert set(scores) == set(names)
 
 
-def test_grasp_keeps_largest_theta_hg_on_a_hand_made_example():
-    """GraSP's convention (appendix F.6, the official GraSP code): removing the largest -θ⊙Hg keeps the largest θ⊙Hg."""
-    from sparse_exp.sparsity.select import topk_mask
+def test_grasp_sign_keeps_the_weights_whose_removal_lowers_the_gradient_norm():
+    """GraSP's convention (appendix F.6, the official GraSP code): remove the largest -θ⊙Hg, i.e. keep the
+    largest θ⊙Hg. With G(θ) = ||∇L(θ)||² and Hg = ∇G / 2, shrinking weight i towards zero changes G by
+    -2 ε θ_i (Hg)_i: a high score means removing the weight lowers the gradient flow, a low score that
+    removing it raises the flow (G over the prunable weights). Checked against the gradient norm itself (autograd first derivatives and
+    finite differences of G, no Hessian), so a flipped sign fails."""
+    model, data = _model(bn=False), _data(1)
+    T = 200.0
+    x, y = data[0]
+    scores = SCORES.get("grasp")(_ctx(model, data, grasp_temperature=T))
+    params = {"conv.weight": model.conv.weight, "fc.weight": model.fc.weight}  # the prunable ones (G is over them)
 
-    theta_hg = torch.tensor([0.5, -2.0, 3.0, 0.0, -0.1])
-    keep = topk_mask(theta_hg, 2)
-    assert keep.tolist() == [True, False, True, False, False]
+    def grad_norm_sq():
+        loss = F.cross_entropy(model(x) / T, y)
+        return sum(float(g.pow(2).sum()) for g in torch.autograd.grad(loss, list(params.values())))
+
+    eps = 1e-3
+    for name in ("conv.weight", "fc.weight"):
+        w = params[name]
+        flat = scores[name].reshape(-1)
+        for i in (int(flat.argmax()), int(flat.argmin()), 7):
+            theta = float(w.detach().reshape(-1)[i])
+            changes = []
+            for sign in (+1, -1):  # θ_i -> (1 ∓ ε) θ_i: towards zero, then away from it
+                with torch.no_grad():
+                    w.view(-1)[i] = theta * (1 - sign * eps)
+                changes.append(grad_norm_sq())
+                with torch.no_grad():
+                    w.view(-1)[i] = theta
+            expected = (changes[1] - changes[0]) / (4 * eps)  # = θ_i (Hg)_i
+            assert float(flat[i]) == pytest.approx(expected, rel=1e-4, abs=1e-14), (name, i)
+        # the best-scored weight is one whose shrinking lowers G, the worst one whose shrinking raises G
+        assert float(flat.max()) > 0 > float(flat.min())
 
 
 @pytest.mark.parametrize("arch", ["tiny", "lenet5", "vgg16"])
@@ -154,8 +180,29 @@ def test_random_and_magnitude():
     assert torch.equal(r1["fc.weight"], r2["fc.weight"]) and bool((r1["fc.weight"] >= 0).all())
 
 
-def test_usnip_uses_random_labels():
+def test_usnip_is_snip_with_uniformly_random_labels():
+    """USNIP (section 4.4.3) is SNIP's |dL/dθ ⊙ θ| with the labels replaced by labels drawn uniformly at
+    random from the method's stream: the true labels are never used, and the score equals SNIP computed
+    by hand with those labels."""
     model, data = _model(), _data()
-    a = SCORES.get("usnip")(_ctx(model, data))
-    b = SCORES.get("snip")(_ctx(model, data))
-    assert not torch.allclose(a["fc.weight"], b["fc.weight"])
+    scores = SCORES.get("usnip")(_ctx(model, data))
+    relabelled = [(x, (y + 1) % 3) for x, y in data]  # other true labels: the same score
+    again = SCORES.get("usnip")(_ctx(model, relabelled))
+    for n in scores:
+        assert torch.equal(scores[n], again[n]), n
+    # by hand: the labels the method's stream (ctx.generator, seed 0 in _ctx) draws, batch by batch
+    g = torch.Generator().manual_seed(0)
+    ref = copy.deepcopy(model).train()
+    weights = [ref.conv.weight, ref.fc.weight]
+    total = [torch.zeros_like(w) for w in weights]
+    drawn = []
+    for x, y in data:
+        labels = torch.randint(3, y.shape, generator=g)
+        drawn.append(labels)
+        grads = torch.autograd.grad(F.cross_entropy(ref(x), labels), weights)
+        total = [a + b for a, b in zip(total, grads)]
+    torch.testing.assert_close(scores["conv.weight"], (total[0] * weights[0]).abs())
+    torch.testing.assert_close(scores["fc.weight"], (total[1] * weights[1]).abs())
+    assert any(not torch.equal(lab, y) for lab, (_, y) in zip(drawn, data))  # the drawn labels are not the true ones
+    snip = SCORES.get("snip")(_ctx(model, data))
+    assert not torch.allclose(scores["fc.weight"], snip["fc.weight"])
