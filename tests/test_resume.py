@@ -21,7 +21,7 @@ class Killed(BaseException):
 
 
 # 2 epochs x 6 steps, a mid-epoch checkpoint every 4 steps: checkpoints after steps 4, 6 (epoch end), 8, 12.
-COMMON = ["trainer.epochs=2", "trainer.max_steps_per_epoch=6", "trainer.checkpoint_every_steps=4"]
+COMMON = ["model=lenet300", "trainer.epochs=2", "trainer.max_steps_per_epoch=6", "trainer.checkpoint_every_steps=4"]
 CASES = {
     # (overrides, cut after this checkpoint, the phase and step it is in)
     "set": (["method=set", "method.update_every=3"], 1, ("train", 4)),  # after the update at step 3, mid-epoch
