@@ -16,7 +16,7 @@ from test_dst import build_session
 # epoch:        1    2    3    4
 VAL = [0.50, 0.70, 0.70, 0.60]  # best validation at epoch 2; epoch 3 ties it
 TEST = [0.90, 0.20, 0.30, 0.40]  # best test (epoch 1), tie-later (3) and last (4) all differ from epoch 2's
-FAST = ["trainer.epochs=4", "trainer.max_steps_per_epoch=1", "dataset.size=200", "dataset.test_size=60"]
+FAST = ["model=lenet300", "trainer.epochs=4", "trainer.max_steps_per_epoch=1", "dataset.size=200", "dataset.test_size=60"]
 
 
 def _script(monkeypatch, val_samples: int):
@@ -67,7 +67,7 @@ def test_headline_number_in_metrics_json(run_experiment, make_cfg, tmp_path, mon
 
 def test_no_epoch_means_no_best(make_cfg, tmp_path, monkeypatch):
     """A training that diverges in its first epoch has no best epoch: its accuracies are NaN, not 0 or -1."""
-    session = build_session(make_cfg, tmp_path, "method=dense", *FAST[2:], "trainer.epochs=4",
+    session = build_session(make_cfg, tmp_path, "method=dense", *FAST[3:], "model=lenet300", "trainer.epochs=4",
                             "trainer.max_steps_per_epoch=3", "trainer.lr=1e30")
     seen = _script(monkeypatch, session.data.val.num_samples)
     result = session.train()
@@ -109,7 +109,7 @@ class Spy:
 def test_steps_learning_rates_and_hooks(make_cfg, tmp_path):
     """2 epochs x 3 steps, lr 0.1 decayed x0.1 after 4 iterations: every update uses lr(step) of the
     schedule, the hooks see the step counts before/after the update, epochs end after their evaluation."""
-    session = build_session(make_cfg, tmp_path, "method=dense", "dataset.size=200", "dataset.test_size=60",
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
                             "trainer.epochs=2", "trainer.max_steps_per_epoch=3", "trainer.lr_every_iters=4",
                             "trainer.log_every=1", "trainer.label_smoothing=0.1")
     spy = session.method = Spy(session.method)
@@ -145,7 +145,7 @@ def test_steps_learning_rates_and_hooks(make_cfg, tmp_path):
 def test_running_loss_and_accuracy_are_the_epochs_means(make_cfg, tmp_path):
     """train_loss / train_acc of an epoch: the mean of the per-step losses (weighted by batch size) and the
     fraction of correct predictions, recomputed here from the model's outputs during the steps."""
-    session = build_session(make_cfg, tmp_path, "method=dense", "dataset.size=200", "dataset.test_size=60",
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
                             "trainer.epochs=1", "trainer.log_every=3")  # 180 samples: batches 50, 50, 50, 30
     seen = []
     model = session.model
@@ -172,7 +172,7 @@ def test_running_loss_and_accuracy_are_the_epochs_means(make_cfg, tmp_path):
 
 
 def test_mid_epoch_checkpoints_and_state_round_trip(make_cfg, tmp_path):
-    session = build_session(make_cfg, tmp_path, "method=dense", "dataset.size=200", "dataset.test_size=60",
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
                             "trainer.epochs=2", "trainer.max_steps_per_epoch=3", "trainer.checkpoint_every_steps=2")
     saves = []
     session.save_checkpoint = lambda trainer=None, partial=None: saves.append(
