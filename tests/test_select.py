@@ -31,6 +31,20 @@ def test_topk_exact_with_ties_broken_by_index():
     assert topk_mask(nan, 2).tolist() == [False, True, True]
 
 
+def test_topk_rejects_impossible_counts_and_keeps_the_shape():
+    s = torch.arange(6.0).reshape(2, 3)
+    for k in (-1, 7):
+        with pytest.raises(ValueError, match=f"cannot keep {k} of 6 entries"):
+            topk_mask(s, k)
+    for k in (0, 1, 5, 6):
+        m = topk_mask(s, k)
+        assert m.shape == (2, 3) and m.dtype == torch.bool and int(m.sum()) == k
+    assert topk_mask(s, 2).tolist() == [[False, False, False], [False, True, True]]
+    assert topk_mask(torch.tensor([2, 7, 5]), 1).tolist() == [False, True, False]  # integer scores
+    half = torch.tensor([0.5, -1.0, 3.0, 3.0], dtype=torch.float16)
+    assert topk_mask(half, 2).tolist() == [False, False, True, True]
+
+
 def test_topk_large_vector_exact_count():
     g = torch.Generator().manual_seed(0)
     s = torch.randint(0, 50, (2_000_003,), generator=g).float()  # many ties
