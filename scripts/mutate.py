@@ -52,6 +52,23 @@ def mutmut_exe() -> str:
     return str(exe) if exe.exists() else "mutmut"
 
 
+def undecorate_no_grad(source: str) -> str:
+    """mutmut 3 leaves decorated functions alone; `@torch.no_grad()` (enforce.py, synflow.py) becomes a
+    `with torch.no_grad():` around the body in the copy that is mutated (the same behaviour)."""
+    import libcst as cst
+
+    class Transformer(cst.CSTTransformer):
+        def leave_FunctionDef(self, original, updated):
+            keep = [d for d in updated.decorators if cst.Module([]).code_for_node(d.decorator) != "torch.no_grad()"]
+            if len(keep) == len(updated.decorators):
+                return updated
+            with_block = cst.With(items=[cst.WithItem(cst.parse_expression("torch.no_grad()"))],
+                                  body=cst.IndentedBlock(body=list(updated.body.body)))
+            return updated.with_changes(decorators=keep, body=updated.body.with_changes(body=[with_block]))
+
+    return cst.parse_module(source).visit(Transformer()).code
+
+
 def prepare(name: str) -> Path:
     """.mutate/<name>/: the package, the tests and a pyproject.toml whose [tool.mutmut] is this module's."""
     sources, tests, _ = MODULES[name]
@@ -61,6 +78,9 @@ def prepare(name: str) -> Path:
         if (work / folder).exists():
             shutil.rmtree(work / folder)
         shutil.copytree(REPO / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for pattern in sources:
+        for path in work.glob(pattern):
+            path.write_text(undecorate_no_grad(path.read_text()))
     toml = (REPO / "pyproject.toml").read_text()
     toml += (
         "\n[tool.mutmut]\n"
