@@ -3,12 +3,14 @@
     python scripts/mutate.py                      # every module of MODULES, then the summary table
     python scripts/mutate.py --only schedule      # one module (the names are MODULES' keys)
     python scripts/mutate.py --jobs 2             # mutants tested in parallel (default 2: the 2-core budget)
+    python scripts/mutate.py --continue           # keep the last results, test the mutants not reached (time limit)
 
 mutmut reads its configuration from the pyproject.toml of the directory it runs in, and one run has one
 test selection; so each module gets its own work directory .mutate/<name>/ (a copy of sparse_exp/,
 tests/ and pyproject.toml with a [tool.mutmut] section naming the module and its tests). Inside a run
 mutmut runs only the selected tests that execute the mutated function, in processes forked after the
-imports. A re-run re-tests only what changed (mutmut's own cache in .mutate/<name>/mutants/).
+imports. Each run starts afresh; `--continue` keeps the results of the last run (mutmut's cache in
+.mutate/<name>/mutants/) and tests the mutants a time limit left unchecked.
 
 Prints, per module, killed / survived / other (timeouts, suspicious, no tests) and the score
 killed / (killed + survived + timeouts), and writes .mutate/summary.json and .mutate/<name>/survivors.txt
@@ -32,7 +34,7 @@ WORK = REPO / ".mutate"
 
 # module name -> (files to mutate, relative to the repo root; the fast tests that own them; minutes at most).
 # The minutes add up to 30 (the budget of `make mutate` on 2 cores); a module cut short reports its
-# unchecked mutants as "not checked", and a re-run continues from mutmut's cache.
+# unchecked mutants as "not checked", and `--continue` goes on from there.
 MODULES: dict[str, tuple[list[str], list[str], float]] = {
     "schedule": (["sparse_exp/training/schedule.py"], ["tests/test_schedule.py"], 2),
     "select": (["sparse_exp/sparsity/select.py"], ["tests/test_select.py"], 3),
@@ -69,10 +71,14 @@ def undecorate_no_grad(source: str) -> str:
     return cst.parse_module(source).visit(Transformer()).code
 
 
-def prepare(name: str) -> Path:
-    """.mutate/<name>/: the package, the tests and a pyproject.toml whose [tool.mutmut] is this module's."""
+def prepare(name: str, keep_results: bool = False) -> Path:
+    """.mutate/<name>/: the package, the tests and a pyproject.toml whose [tool.mutmut] is this module's.
+    Earlier results are dropped unless `keep_results` (mutmut would not re-test a survivor when only
+    the tests changed)."""
     sources, tests, _ = MODULES[name]
     work = WORK / name
+    if not keep_results and (work / "mutants").exists():
+        shutil.rmtree(work / "mutants")
     work.mkdir(parents=True, exist_ok=True)
     for folder in ("sparse_exp", "tests"):  # refreshed every run; mutmut re-tests what changed
         if (work / folder).exists():
@@ -95,8 +101,8 @@ def prepare(name: str) -> Path:
     return work
 
 
-def run_module(name: str, jobs: int, minutes_scale: float = 1.0) -> dict:
-    work = prepare(name)
+def run_module(name: str, jobs: int, minutes_scale: float = 1.0, keep_results: bool = False) -> dict:
+    work = prepare(name, keep_results)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # import the mutated copy, not the repo
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     t0 = time.perf_counter()
@@ -139,13 +145,15 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="*", choices=list(MODULES), help="modules to check (default: all)")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
     parser.add_argument("--time-scale", type=float, default=1.0, help="multiply every module's time limit")
+    parser.add_argument("--continue", dest="keep", action="store_true",
+                        help="keep the results of the last run and test only the mutants it did not reach")
     args = parser.parse_args(argv)
     WORK.mkdir(exist_ok=True)
     summary_path = WORK / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for name in args.only or list(MODULES):
         print(f"== {name}: mutating {', '.join(MODULES[name][0])} against {', '.join(MODULES[name][1])}", flush=True)
-        result = run_module(name, args.jobs, args.time_scale)
+        result = run_module(name, args.jobs, args.time_scale, args.keep)
         summary[name] = result
         summary_path.write_text(json.dumps(summary, indent=1))
         score = "n/a" if result["score"] is None else f"{100 * result['score']:.1f}%"
