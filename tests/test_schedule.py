@@ -82,3 +82,11 @@ def test_defaults_and_both_decay_kinds_together():
     assert [s.lr(t) for t in (9, 10, 24, 25, 50)] == pytest.approx([1.0, 0.1, 0.1, 0.01, 0.001])
     s = LRSchedule(1.0, steps_per_epoch=10, cosine_steps=10)  # default lr_min 0
     assert s.lr(10) == pytest.approx(0.0, abs=1e-15) and s.lr(5) == pytest.approx(0.5)
+
+
+def test_describe_says_what_the_schedule_does():
+    s = LRSchedule(0.1, steps_per_epoch=10, every_iters=25_000, milestones=[3], warmup_epochs=1)
+    assert s.describe() == ("lr 0.1, x0.1 every 25000 iterations, x0.1 at iterations [30], "
+                            "linear warm-up over 10 iterations")
+    assert LRSchedule(1.0, 10, cosine_steps=50, min_lr=0.1).describe() == "lr 1, cosine to 0.1 at iteration 50"
+    assert LRSchedule(0.5, 10).describe() == "lr 0.5"
