@@ -82,6 +82,8 @@ def test_defaults_and_both_decay_kinds_together():
     assert [s.lr(t) for t in (9, 10, 24, 25, 50)] == pytest.approx([1.0, 0.1, 0.1, 0.01, 0.001])
     s = LRSchedule(1.0, steps_per_epoch=10, cosine_steps=10)  # default lr_min 0
     assert s.lr(10) == pytest.approx(0.0, abs=1e-15) and s.lr(5) == pytest.approx(0.5)
+    s = LRSchedule(1.0, steps_per_epoch=10, cosine_steps=1, min_lr=0.25)  # a one-step cosine: lr0, then lr_min
+    assert [s.lr(0), s.lr(1)] == pytest.approx([1.0, 0.25])
 
 
 def test_describe_says_what_the_schedule_does():
