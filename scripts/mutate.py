@@ -160,11 +160,13 @@ def main(argv=None) -> int:
         print(f"   {result['counts']} -> score {score} in {result['seconds']:.0f} s", flush=True)
         for mutant in result["survivors"]:
             print(f"   survived: {mutant}")
-    print("\nmodule     killed  survived  other  score")
+    print("\n| module | mutants | killed | survived | timeout | no tests | not checked | score | minutes |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in summary.items():
-        other = sum(r["counts"].values()) - r["killed"] - r["survived"]
+        c = r["counts"]
         score = "n/a" if r["score"] is None else f"{100 * r['score']:.1f}%"
-        print(f"{name:<10} {r['killed']:>6}  {r['survived']:>8}  {other:>5}  {score}")
+        print(f"| {name} | {sum(c.values())} | {r['killed']} | {r['survived']} | {c.get('timeout', 0)} | "
+              f"{c.get('no tests', 0)} | {c.get('not checked', 0)} | {score} | {r['seconds'] / 60:.1f} |")
     return 0
 
 
