@@ -197,3 +197,34 @@ def test_mid_epoch_checkpoints_and_state_round_trip(make_cfg, tmp_path):
     for a, b in zip(fresh.optimizer.state.values(), trainer.optimizer.state.values()):
         assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
     assert fresh.fit().steps == 6  # nothing left to train
+
+
+def test_a_signal_finishes_the_step_checkpoints_and_stops(make_cfg, tmp_path):
+    """A signal during a step (the guard's flag set) lets the step finish, writes a mid-epoch checkpoint
+    with the epoch's running sums at that step, and raises Interrupted naming where it stopped."""
+    import signal
+    from types import SimpleNamespace
+
+    from sparse_exp.training.interrupt import Interrupted
+
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200",
+                            "dataset.test_size=60", "trainer.epochs=2", "trainer.max_steps_per_epoch=3")
+    guard = session.interrupt = SimpleNamespace(deferred=False, received=None)
+    spy = session.method = Spy(session.method)
+    deferred = []
+    original_after_step = spy.after_step
+
+    def after_step(trainer, step):
+        original_after_step(trainer, step)
+        deferred.append(guard.deferred)
+        if step == 5:
+            guard.received = signal.SIGTERM
+
+    spy.after_step = after_step
+    saves = []
+    session.save_checkpoint = lambda trainer=None, partial=None: saves.append((trainer.step, partial))
+    with pytest.raises(Interrupted, match="interrupted by SIGTERM at epoch 2 step 5"):
+        session.train()
+    assert all(deferred) and guard.deferred is False  # deferred while training, released when it stopped
+    assert [s for s, _ in saves] == [3, 5] and saves[0][1] is None
+    assert saves[1][1]["epoch"] == 1 and saves[1][1]["samples"] == 100 and saves[1][1]["seconds"] > 0
