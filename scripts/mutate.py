@@ -36,9 +36,9 @@ WORK = REPO / ".mutate"
 # The minutes add up to 30 (the budget of `make mutate` on 2 cores); a module cut short reports its
 # unchecked mutants as "not checked", and `--continue` goes on from there.
 MODULES: dict[str, tuple[list[str], list[str], float]] = {
-    "schedule": (["sparse_exp/training/schedule.py"], ["tests/test_schedule.py"], 2),
-    "select": (["sparse_exp/sparsity/select.py"], ["tests/test_select.py"], 3),
-    "enforce": (["sparse_exp/sparsity/enforce.py"], ["tests/test_enforce.py", "tests/test_optimizers.py"], 2),
+    "schedule": (["sparse_exp/training/schedule.py"], ["tests/test_schedule.py"], 1.5),
+    "select": (["sparse_exp/sparsity/select.py"], ["tests/test_select.py"], 2.5),
+    "enforce": (["sparse_exp/sparsity/enforce.py"], ["tests/test_enforce.py", "tests/test_optimizers.py"], 3),
     "scores": (["sparse_exp/sparsity/scores/*.py"], ["tests/test_scores.py", "tests/test_select.py"], 6),
     "cops": (["sparse_exp/sparsity/cops/*.py"], ["tests/test_cops.py"], 10),
     "trainer": (["sparse_exp/training/trainer.py"], ["tests/test_trainer.py"], 7),
