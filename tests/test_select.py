@@ -29,6 +29,8 @@ def test_topk_exact_with_ties_broken_by_index():
     assert topk_mask(s, 0).sum() == 0 and topk_mask(s, 6).all()
     nan = torch.tensor([float("nan"), 1.0, 2.0])
     assert topk_mask(nan, 2).tolist() == [False, True, True]
+    nan = torch.tensor([-3.0, float("nan"), -1.0, 2.0])  # NaN below every score, negative ones included
+    assert topk_mask(nan, 3).tolist() == [True, False, True, True]
 
 
 def test_topk_rejects_impossible_counts_and_keeps_the_shape():
