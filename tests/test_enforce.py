@@ -148,6 +148,9 @@ def test_prepare_gradients_by_hand_and_without_a_gradient():
     enforcer.prepare_gradients()
     assert a.grad.tolist() == [1.5, 0.0, 2.5, 0.0]
     assert b.grad is not None and b.grad.tolist() == [[0.0, -0.75], [1.25, 0.5]]
+    a, b, enforcer = _small("prune")
+    enforcer.prepare_gradients()  # no gradient at all: decay alone
+    assert a.grad.tolist() == [0.5, 0.0, 1.5, 0.0] and b.grad.tolist() == [[0.0, -0.75], [1.25, 0.5]]
     a, b, enforcer = _small("freeze", decay_frozen=True)  # FreezeNet-WD: g m + wd p
     a.grad, b.grad = torch.ones(4), torch.ones(2, 2)
     enforcer.prepare_gradients()
