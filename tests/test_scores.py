@@ -110,7 +110,7 @@ def test_grasp_sign_keeps_the_weights_whose_removal_lowers_the_gradient_norm():
     removing it raises the flow (G over the prunable weights). Checked against the gradient norm itself (autograd first derivatives and
     finite differences of G, no Hessian), so a flipped sign fails."""
     model, data = _model(bn=False), _data(1)
-    T = 200.0
+    T = 50.0  # not the default 200: the configured temperature is the one used
     x, y = data[0]
     scores = SCORES.get("grasp")(_ctx(model, data, grasp_temperature=T))
     params = {"conv.weight": model.conv.weight, "fc.weight": model.fc.weight}  # the prunable ones (G is over them)
@@ -206,3 +206,65 @@ def test_usnip_is_snip_with_uniformly_random_labels():
     assert any(not torch.equal(lab, y) for lab, (_, y) in zip(drawn, data))  # the drawn labels are not the true ones
     snip = SCORES.get("snip")(_ctx(model, data))
     assert not torch.allclose(scores["fc.weight"], snip["fc.weight"])
+
+
+def test_snip_with_batchnorm_in_eval_mode():
+    """score_bn_mode=eval: the gradients are taken with BatchNorm's running statistics (not the batch's)."""
+    model, data = _model(), _data()
+    ref = copy.deepcopy(model).eval()
+    weights = [ref.conv.weight, ref.fc.weight]
+    grads = [torch.zeros_like(w) for w in weights]
+    for x, y in data:
+        grads = [a + b for a, b in zip(grads, torch.autograd.grad(F.cross_entropy(ref(x), y), weights))]
+    scores = SCORES.get("snip")(_ctx(model, data, score_bn_mode="eval"))
+    torch.testing.assert_close(scores["conv.weight"], (grads[0] * weights[0]).abs())
+    train_mode = SCORES.get("snip")(_ctx(model, data))
+    assert not torch.allclose(scores["conv.weight"], train_mode["conv.weight"])
+    assert model.training  # the model's own mode is restored
+
+
+def _huge(scale=1e17):
+    model = _model(bn=False)
+    with torch.no_grad():
+        model.conv.weight.mul_(scale)
+        model.fc.weight.mul_(scale)
+    return model
+
+
+def test_synflow_switches_to_float64_when_float32_leaves_its_safe_range():
+    """R of this net is ~1e35 (outside [1e-30, 1e30]): `auto` recomputes in float64 (the same scores as
+    synflow_dtype=float64), `float32` refuses with a message naming the fix."""
+    model = _huge()
+    double = SCORES.get("synflow")(_ctx(model, [], synflow_dtype="float64"))
+    auto = SCORES.get("synflow")(_ctx(model, [], synflow_dtype="auto"))
+    R = PathNorm(_ctx(model, [], synflow_dtype="float64"), torch.float64).scores()[1]
+    assert R > 1e30
+    for n in double:
+        assert auto[n].dtype == torch.float32 and torch.isfinite(auto[n]).all()
+        torch.testing.assert_close(auto[n], double[n], rtol=1e-6, atol=0)
+    with pytest.raises(FloatingPointError, match="method.synflow_dtype=float64"):
+        SCORES.get("synflow")(_ctx(model, [], synflow_dtype="float32"))
+    small = _model(bn=False)  # within range: float32 and float64 agree to float32 precision
+    a = SCORES.get("synflow")(_ctx(small, [], synflow_dtype="float32"))
+    b = SCORES.get("synflow")(_ctx(small, [], synflow_dtype="float64"))
+    for n in a:
+        torch.testing.assert_close(a[n], b[n], rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e17])  # float32, and the switch to float64 (the mask is re-applied)
+def test_synflow_of_a_masked_model_is_the_synflow_of_the_pruned_model(scale):
+    model = _huge(scale)
+    g = torch.Generator().manual_seed(3)
+    mask = {"conv.weight": torch.rand(model.conv.weight.shape, generator=g) < 0.5,
+            "fc.weight": torch.rand(model.fc.weight.shape, generator=g) < 0.5}
+    ctx = _ctx(model, [])
+    ctx.mask = mask
+    masked = SCORES.get("synflow")(ctx)
+    pruned = copy.deepcopy(model)
+    with torch.no_grad():
+        pruned.conv.weight.mul_(mask["conv.weight"])
+        pruned.fc.weight.mul_(mask["fc.weight"])
+    ref = SCORES.get("synflow")(_ctx(pruned, [], synflow_dtype="float64"))
+    for n in ref:
+        torch.testing.assert_close(masked[n], ref[n], rtol=1e-5, atol=0)
+        assert bool((masked[n][~mask[n]] == 0).all())
