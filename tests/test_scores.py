@@ -268,3 +268,31 @@ def test_synflow_of_a_masked_model_is_the_synflow_of_the_pruned_model(scale):
     for n in ref:
         torch.testing.assert_close(masked[n], ref[n], rtol=1e-5, atol=0)
         assert bool((masked[n][~mask[n]] == 0).all())
+
+
+def test_score_classes_and_the_session_context(make_cfg, tmp_path):
+    """resolve_classes: None = all, a list sorted, an int #T = T distinct classes, the same for every seed
+    (Fig. 4.8); score_context fetches score_batches batches of score_batch_size once, only of those
+    classes; compute_scores returns float32 importances of every prunable tensor."""
+    from sparse_exp.sparsity.scores import compute_scores, resolve_classes, score_context
+    from test_dst import build_session
+
+    assert resolve_classes(None, 10) is None and resolve_classes([7, 2, 5], 10) == [2, 5, 7]
+    four = resolve_classes(4, 10)
+    assert len(set(four)) == 4 and four == sorted(four) and set(four) <= set(range(10)) and resolve_classes(4, 10) == four
+    assert resolve_classes(10, 10) == list(range(10))
+    session = build_session(make_cfg, tmp_path, "method=snip", "model=lenet300", "method.score_batches=3",
+                            "+method.score_batch_size=7", "method.score_classes=[1,3]", "seed=5")
+    ctx = score_context(session, session.cfg.method)
+    batches = ctx.batches()
+    assert ctx.batches() is batches and len(batches) == 3  # fetched once
+    assert all(x.shape[0] == 7 and set(y.tolist()) <= {1, 3} for x, y in batches)
+    assert ctx.num_classes == 10 and ctx.input_shape == (1, 28, 28) and ctx.params is session.params
+    mag = compute_scores(session, "magnitude", session.cfg.method)
+    assert list(mag) == list(session.params)
+    for n, p in session.params.items():
+        assert mag[n].dtype == torch.float32 and torch.equal(mag[n], p.detach().abs().float())
+    again = score_context(build_session(make_cfg, tmp_path / "b", "method=snip", "model=lenet300", "method.score_batches=3",
+                                        "+method.score_batch_size=7", "method.score_classes=[1,3]", "seed=5"),
+                          session.cfg.method).batches()
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(batches, again))  # seeded
