@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data run test test-all bench reproduce reproduce-quick clean
+.PHONY: setup data run test test-all bench reproduce reproduce-quick mutate clean
 
 setup: $(STAMP) data
 
@@ -45,8 +45,12 @@ reproduce: setup
 reproduce-quick: setup
 	$(PY) scripts/reproduce.py --quick $(ARGS)
 
+# Mutation check of the core (docs/testing.md): mutmut on each core module against its own fast tests.
+mutate: setup
+	$(PY) scripts/mutate.py $(ARGS)
+
 bench: setup
 	@for b in scripts/bench_*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info .mutate

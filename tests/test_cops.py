@@ -398,3 +398,24 @@ def test_large_tie_block_is_fast():
     assert time.perf_counter() - t0 < 10
     assert r.kept == D // 10 and r.s1 <= r.kappa
     assert int((r.mask_plus ^ r.mask_minus).sum()) == 2
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_limit_mask_is_the_lexicographic_choice(backend):
+    """I_lam for lam -> infinity (projection.limit_mask): the d first entries in (s1, s0, index) order among
+    those with s1 < 0, or s1 = 0 and s0 < 0 - against a sort written here, on small vectors full of ties."""
+    from sparse_exp.sparsity.cops.backends import ops_for
+    from sparse_exp.sparsity.cops.projection import limit_mask
+
+    ops = ops_for(torch.device("cpu"), backend)
+    rng = np.random.default_rng(5)
+    for trial in range(200):
+        D = int(rng.integers(1, 12))
+        s0 = rng.integers(-2, 3, D).astype(np.float64)
+        s1 = rng.integers(-2, 2, D).astype(np.float64)
+        d = int(rng.integers(0, D + 1))
+        eligible = [i for i in range(D) if s1[i] < 0 or (s1[i] == 0 and s0[i] < 0)]
+        chosen = sorted(eligible, key=lambda i: (s1[i], s0[i], i))[:d]
+        got = limit_mask(ops, ops.asarray(torch.from_numpy(s0)), ops.asarray(torch.from_numpy(s1)), d)
+        got = np.asarray(ops.to_torch(got)).astype(bool)
+        assert sorted(np.flatnonzero(got).tolist()) == sorted(chosen), (trial, s0, s1, d)

@@ -130,3 +130,68 @@ def test_gradient_flow_counts_the_loss_gradient_of_trained_weights_only(mode, de
     if mode != "dense":  # (dense: SGD applies the decay itself, .grad stays the loss gradient)
         enforcer.prepare_gradients()  # decay now in .grad: the flow read after this would be biased
         assert enforcer.trained_grad_l1() != pytest.approx(kept)
+
+
+def _small(mode, wd=0.5, decay_frozen=False):
+    a = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0, 4.0]))
+    b = torch.nn.Parameter(torch.tensor([[0.5, -1.5], [2.5, 1.0]]))
+    mask = Mask({"a": torch.tensor([True, False, True, False]), "b": torch.tensor([[False, True], [True, True]])})
+    return a, b, MaskEnforcer({"a": a, "b": b}, mask, mode, wd, decay_frozen)
+
+
+def test_prepare_gradients_by_hand_and_without_a_gradient():
+    """g <- (g + wd p) m; a parameter the loss did not reach (grad None) gets a zero gradient first, so its
+    kept entries still decay and its masked ones stay put."""
+    a, b, enforcer = _small("prune")
+    a.grad = torch.tensor([1.0, 1.0, 1.0, 1.0])
+    b.grad = None
+    enforcer.prepare_gradients()
+    assert a.grad.tolist() == [1.5, 0.0, 2.5, 0.0]
+    assert b.grad is not None and b.grad.tolist() == [[0.0, -0.75], [1.25, 0.5]]
+    a, b, enforcer = _small("prune")
+    enforcer.prepare_gradients()  # no gradient at all: decay alone
+    assert a.grad.tolist() == [0.5, 0.0, 1.5, 0.0] and b.grad.tolist() == [[0.0, -0.75], [1.25, 0.5]]
+    a, b, enforcer = _small("freeze", decay_frozen=True)  # FreezeNet-WD: g m + wd p
+    a.grad, b.grad = torch.ones(4), torch.ones(2, 2)
+    enforcer.prepare_gradients()
+    assert a.grad.tolist() == [1.5, -1.0, 2.5, 2.0] and b.grad.tolist() == [[0.25, 0.25], [2.25, 1.5]]
+    a, b, enforcer = _small("dense")
+    a.grad = torch.ones(4)
+    enforcer.prepare_gradients()  # dense: untouched (the optimizer decays)
+    assert a.grad.tolist() == [1.0] * 4 and b.grad is None
+
+
+def test_decoupled_decay_only_when_everything_asks_for_it():
+    """AdamW's p <- p (1 - lr wd) on the trained entries: only with decoupled decay, wd > 0, lr > 0 and a mask."""
+    for mode, decoupled, wd, lr in [("prune", True, 0.5, 0.0), ("prune", True, 0.0, 0.1), ("prune", False, 0.5, 0.1),
+                                    ("dense", True, 0.5, 0.1)]:
+        a, b, enforcer = _small(mode, wd=wd)
+        enforcer.decoupled = decoupled
+        enforcer.decoupled_decay_(lr)
+        assert a.tolist() == [1.0, -2.0, 3.0, 4.0] and b.tolist() == [[0.5, -1.5], [2.5, 1.0]], (mode, decoupled, wd, lr)
+    a, b, enforcer = _small("freeze", wd=0.5)
+    enforcer.decoupled = True
+    enforcer.decoupled_decay_(0.2)  # factor 1 - 0.1 on the trained entries only
+    assert a.tolist() == pytest.approx([0.9, -2.0, 2.7, 4.0]) and b.flatten().tolist() == pytest.approx([0.5, -1.35, 2.25, 0.9])
+
+
+def test_counts_and_gradient_flow_without_gradients():
+    a, b, enforcer = _small("prune")
+    assert enforcer.trainable_counts() == (5, 8)
+    assert enforcer.trained_grad_l1() == 0.0  # no gradient yet
+    assert _small("dense")[2].trainable_counts() == (8, 8)
+
+
+def test_set_mask_zeroes_the_momentum_of_newly_pruned_entries():
+    a, b, enforcer = _small("prune")
+    opt = torch.optim.SGD([a, b], lr=0.1, momentum=0.9)
+    a.grad, b.grad = torch.ones(4), torch.ones(2, 2)
+    enforcer.prepare_gradients()
+    opt.step()
+    before = opt.state[a]["momentum_buffer"].clone()
+    assert before[0] != 0 and before[2] != 0
+    new = Mask({"a": torch.tensor([True, False, False, True]), "b": torch.ones(2, 2, dtype=torch.bool)})
+    enforcer.set_mask(new, opt)
+    buf = opt.state[a]["momentum_buffer"]
+    assert buf[2] == 0 and buf[3] == 0 and buf[0] == before[0]  # entry 2 pruned now, 3 regrown
+    assert a[2] == 0 and a[3] == 0 and a[0] != 0

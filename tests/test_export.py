@@ -1,6 +1,8 @@
 """The compressed model file rebuilds the trained model bit for bit; storage sizes of Table 3.2."""
 from __future__ import annotations
 
+import math
+
 import json
 
 import numpy as np
@@ -73,9 +75,25 @@ def test_table_3_2_sizes_for_lenet5():
     assert r["dense_kb"] == pytest.approx(1683.9, abs=0.05)
     assert r["trained_values_kb"] == pytest.approx(19.1, abs=0.05)
     assert r["compression_factor"] == pytest.approx(88.2, abs=0.1)
-    H = binary_entropy(0.01)
+    H = -0.01 * math.log2(0.01) - 0.99 * math.log2(0.99)  # eq. A.2 at p = 0.99 (= 0.0808 bits per entry)
     assert r["entropy_kb"] == pytest.approx((430_500 * H / 8 + 4 * 4885 + 4) / 1024)
     assert r["mask_values_kb"] == pytest.approx((430_500 / 8 + 4 * 4885 + 4) / 1024)
     # CSR of one row: values + column indices (4 B each per kept entry) + 2 row pointers
     assert r["csr_kb"] == pytest.approx((8 * 4305 + 8 + 4 * 580 + 4) / 1024)  # + the 4-byte seed
     assert binary_entropy(0.5) == 1.0 and binary_entropy(0.0) == 0.0
+
+
+def test_mask_entropy_eq_a2_hand_values():
+    """S = -p log2 p - (1 - p) log2(1 - p) (eq. A.2), against values worked out by hand:
+    S(1/4) = 2 - (3/4) log2 3, S(1/8) = 3 - (7/8) log2 7, symmetric in p, 0 for a constant mask."""
+    assert binary_entropy(0.25) == pytest.approx(2 - 0.75 * math.log2(3), rel=1e-14)
+    assert binary_entropy(0.75) == pytest.approx(2 - 0.75 * math.log2(3), rel=1e-14)
+    assert binary_entropy(0.125) == pytest.approx(3 - 0.875 * math.log2(7), rel=1e-14)
+    assert binary_entropy(0.25) == pytest.approx(0.8112781244591328, rel=1e-14)
+    assert binary_entropy(1.0) == 0.0 and binary_entropy(0.0) == 0.0
+    # per layer: n_l S(p_l) bits; a layer with density 1/4 (64 entries) and one with 1/2 (32 entries)
+    a, b = torch.zeros(64, dtype=torch.bool), torch.zeros(4, 8, dtype=torch.bool)
+    a[:16], b[:, :4] = True, True
+    r = storage_report(96 + 10, 16 + 16 + 10, {"a": a, "b": b}, "prune")
+    bits = 64 * (2 - 0.75 * math.log2(3)) + 32 * 1.0
+    assert r["entropy_kb"] == pytest.approx((bits / 8 + 4 * 42) / 1024, rel=1e-12)

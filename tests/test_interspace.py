@@ -317,6 +317,24 @@ def test_state_dict_deepcopy_and_weight_decay_flags_keep_the_sharing():
     assert group["weight_decay"] == 1e-4
 
 
+def test_basis_similarity_eq_a1_hand_values():
+    """Eq. A.1: 2 / (K²(K² - 1)) times the sum over pairs j < k of |<g_j, g_k>| / (||g_j|| ||g_k||), here for
+    K = 2 and four elements worked out by hand: the pairs give 1/√2, 0, 1/2, 0, 0, 1/2."""
+    a = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    b = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
+    c = torch.tensor([[0.0, 0.0], [0.0, -2.0]])
+    d = torch.tensor([[1.0, -1.0], [1.0, 1.0]])
+    basis = torch.stack([torch.stack([a, b, c, d]), torch.eye(4).reshape(4, 2, 2)])  # G = 2: hand example, ONB
+    sim = mean_abs_cosine(basis)
+    assert sim.shape == (2,)
+    assert float(sim[0]) == pytest.approx((1 + 1 / math.sqrt(2)) / 6, rel=1e-12)
+    assert float(sim[1]) == 0.0  # an orthonormal basis: no two elements alike
+    scaled = basis * torch.tensor([3.0, -0.5, 2.0, 7.0]).reshape(1, 4, 1, 1)  # |cos| ignores scale and sign
+    torch.testing.assert_close(mean_abs_cosine(scaled), sim)
+    same = torch.ones(1, 3, 3, 3)  # all elements equal: similarity 1
+    assert float(mean_abs_cosine(same)[0]) == pytest.approx(1.0, rel=1e-12)
+
+
 def test_probe_reports_similarity_and_the_three_gradient_norms():
     from sparse_exp.measure.probes import InterspaceProbe
 

@@ -60,8 +60,24 @@ def test_forward_backward(name, shape):
 
 
 def test_train_mode_batch_of_two():
-    model = MODELS.get("vgg16").build(10, (3, 32, 32)).train()  # BatchNorm1d needs batch > 1
-    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    """VGG-16 trains on a batch of two (its BatchNorm1d needs batch > 1): every BatchNorm normalises with
+    the batch's own statistics (at initialisation, weight 1 and bias 0: outputs of mean 0 per channel),
+    updates its running statistics, and every prunable weight gets a finite, non-zero gradient."""
+    model = MODELS.get("vgg16").build(10, (3, 32, 32)).train()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in norms)
+    outputs = []
+    hooks = [m.register_forward_hook(lambda m, i, o: outputs.append((m, o.detach().clone()))) for m in norms]  # before in-place ReLUs
+    model(torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))).sum().backward()
+    for h in hooks:
+        h.remove()
+    assert len(outputs) == len(norms)
+    for m, out in outputs:
+        dims = [0] + list(range(2, out.dim()))  # batch (and spatial) dimensions
+        torch.testing.assert_close(out.mean(dims), torch.zeros(out.shape[1]), atol=1e-4, rtol=0)
+        assert int(m.num_batches_tracked) == 1 and float(m.running_mean.abs().sum()) > 0
+    for name, p in prunable_parameters(model).items():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
 
 
 def basic_resnet_params(stem: int, widths, blocks, first_stride: int, c: int) -> int:

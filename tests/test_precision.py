@@ -32,10 +32,12 @@ def test_bf16_trains_with_fp32_masks_scores_and_weights(run_experiment, monkeypa
     extra = ["method=rigl", "method.update_every=3", "trainer.epochs=1"]
     bf16, run_dir = run_experiment(*extra, "trainer.precision=bf16", name="bf16")
     fp32, _ = run_experiment(*extra, name="fp32")
-    assert bf16["status"] == "completed" and bf16["dst"]["updates"] >= 1
-    assert 0.0 <= bf16["history"][0]["train_loss"] < 10
+    # 8 steps (400 samples / 50), an update every 3 steps: at steps 3 and 6 (none at the last step)
+    assert bf16["status"] == "completed" and bf16["dst"]["updates"] == fp32["dst"]["updates"] == 2
+    assert len(seen) == 2 * 3 * 2 * 4  # two updates, 4 layers: weights, scores and masks, all recorded
     assert set(seen) == {torch.float32, torch.bool}  # masks bool, scores and weights fp32 under bf16
-    assert bf16["history"][0]["train_loss"] != fp32["history"][0]["train_loss"]  # autocast was on
+    a, b = bf16["history"][0]["train_loss"], fp32["history"][0]["train_loss"]
+    assert a != b and abs(a - b) < 0.02 * b  # autocast was on, and bf16 rounding only moved the loss a little
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
     assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float32}
 

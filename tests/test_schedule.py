@@ -48,3 +48,47 @@ def test_every_preset_is_covered():
 def test_warmup_then_constant():
     s = LRSchedule(1.0, steps_per_epoch=10, warmup_epochs=1)
     assert [s.lr(t) for t in range(11)] == pytest.approx([0.1 * (t + 1) for t in range(10)] + [1.0])
+
+
+def test_cosine_after_warmup_by_hand():
+    """lr(t) = lr_min + (lr0 - lr_min) (1 + cos(pi (t - W) / (T - W))) / 2 after a linear warm-up of W steps."""
+    s = LRSchedule(1.0, steps_per_epoch=10, warmup_epochs=1, cosine_steps=50, min_lr=0.1)
+    assert s.lr(0) == pytest.approx(0.1) and s.lr(4) == pytest.approx(0.5) and s.lr(9) == pytest.approx(1.0)
+    assert s.lr(10) == pytest.approx(1.0)  # the cosine starts at lr0
+    assert s.lr(30) == pytest.approx(0.55)  # half way: cos(pi/2) = 0
+    assert s.lr(20) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + 2**-0.5))  # a quarter: cos(pi/4)
+    assert s.lr(50) == pytest.approx(0.1) and s.lr(70) == pytest.approx(0.1)  # ends on lr_min and stays
+
+
+def test_schedule_from_config_cosine_and_defaults():
+    from types import SimpleNamespace
+
+    base = dict(lr=1.0, lr_gamma=0.5, lr_every_iters=None, lr_milestones=[], warmup_epochs=0.0, epochs=5)
+    cos = SimpleNamespace(**base, lr_schedule="cosine", lr_min=0.2)
+    s = schedule_from_config(cos, steps_per_epoch=10)  # T = epochs x steps per epoch = 50
+    assert s.lr(25) == pytest.approx(0.6) and s.lr(50) == pytest.approx(0.2)
+    s = schedule_from_config(cos, steps_per_epoch=10, total_steps=20)  # a phase shorter than trainer.epochs
+    assert s.lr(10) == pytest.approx(0.6) and s.lr(20) == pytest.approx(0.2)
+    step = SimpleNamespace(**{**base, "lr_milestones": [2]})  # a config without lr_schedule / lr_min: step decay
+    s = schedule_from_config(step, steps_per_epoch=10)
+    assert [s.lr(t) for t in (0, 19, 20, 49)] == pytest.approx([1.0, 1.0, 0.5, 0.5])
+    assert s.cosine_steps is None and s.min_lr == 0.0
+
+
+def test_defaults_and_both_decay_kinds_together():
+    s = LRSchedule(1.0, steps_per_epoch=10, milestones=[1])  # default gamma 0.1, no warm-up
+    assert [s.lr(t) for t in (0, 9, 10)] == pytest.approx([1.0, 1.0, 0.1])
+    s = LRSchedule(1.0, steps_per_epoch=10, every_iters=25, milestones=[1])  # decays add up
+    assert [s.lr(t) for t in (9, 10, 24, 25, 50)] == pytest.approx([1.0, 0.1, 0.1, 0.01, 0.001])
+    s = LRSchedule(1.0, steps_per_epoch=10, cosine_steps=10)  # default lr_min 0
+    assert s.lr(10) == pytest.approx(0.0, abs=1e-15) and s.lr(5) == pytest.approx(0.5)
+    s = LRSchedule(1.0, steps_per_epoch=10, cosine_steps=1, min_lr=0.25)  # a one-step cosine: lr0, then lr_min
+    assert [s.lr(0), s.lr(1)] == pytest.approx([1.0, 0.25])
+
+
+def test_describe_says_what_the_schedule_does():
+    s = LRSchedule(0.1, steps_per_epoch=10, every_iters=25_000, milestones=[3], warmup_epochs=1)
+    assert s.describe() == ("lr 0.1, x0.1 every 25000 iterations, x0.1 at iterations [30], "
+                            "linear warm-up over 10 iterations")
+    assert LRSchedule(1.0, 10, cosine_steps=50, min_lr=0.1).describe() == "lr 1, cosine to 0.1 at iteration 50"
+    assert LRSchedule(0.5, 10).describe() == "lr 0.5"

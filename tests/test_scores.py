@@ -103,13 +103,39 @@ def test_grasp_hessian_gradient_product_matches_autograd_hvp_and_finite_differen
     assert set(scores) == set(names)
 
 
-def test_grasp_keeps_largest_theta_hg_on_a_hand_made_example():
-    """GraSP's convention (appendix F.6, the official GraSP code): removing the largest -θ⊙Hg keeps the largest θ⊙Hg."""
-    from sparse_exp.sparsity.select import topk_mask
+def test_grasp_sign_keeps_the_weights_whose_removal_lowers_the_gradient_norm():
+    """GraSP's convention (appendix F.6, the official GraSP code): remove the largest -θ⊙Hg, i.e. keep the
+    largest θ⊙Hg. With G(θ) = ||∇L(θ)||² and Hg = ∇G / 2, shrinking weight i towards zero changes G by
+    -2 ε θ_i (Hg)_i: a high score means removing the weight lowers the gradient flow, a low score that
+    removing it raises the flow (G over the prunable weights). Checked against the gradient norm itself (autograd first derivatives and
+    finite differences of G, no Hessian), so a flipped sign fails."""
+    model, data = _model(bn=False), _data(1)
+    T = 50.0  # not the default 200: the configured temperature is the one used
+    x, y = data[0]
+    scores = SCORES.get("grasp")(_ctx(model, data, grasp_temperature=T))
+    params = {"conv.weight": model.conv.weight, "fc.weight": model.fc.weight}  # the prunable ones (G is over them)
 
-    theta_hg = torch.tensor([0.5, -2.0, 3.0, 0.0, -0.1])
-    keep = topk_mask(theta_hg, 2)
-    assert keep.tolist() == [True, False, True, False, False]
+    def grad_norm_sq():
+        loss = F.cross_entropy(model(x) / T, y)
+        return sum(float(g.pow(2).sum()) for g in torch.autograd.grad(loss, list(params.values())))
+
+    eps = 1e-3
+    for name in ("conv.weight", "fc.weight"):
+        w = params[name]
+        flat = scores[name].reshape(-1)
+        for i in (int(flat.argmax()), int(flat.argmin()), 7):
+            theta = float(w.detach().reshape(-1)[i])
+            changes = []
+            for sign in (+1, -1):  # θ_i -> (1 ∓ ε) θ_i: towards zero, then away from it
+                with torch.no_grad():
+                    w.view(-1)[i] = theta * (1 - sign * eps)
+                changes.append(grad_norm_sq())
+                with torch.no_grad():
+                    w.view(-1)[i] = theta
+            expected = (changes[1] - changes[0]) / (4 * eps)  # = θ_i (Hg)_i
+            assert float(flat[i]) == pytest.approx(expected, rel=1e-4, abs=1e-14), (name, i)
+        # the best-scored weight is one whose shrinking lowers G, the worst one whose shrinking raises G
+        assert float(flat.max()) > 0 > float(flat.min())
 
 
 @pytest.mark.parametrize("arch", ["tiny", "lenet5", "vgg16"])
@@ -154,8 +180,119 @@ def test_random_and_magnitude():
     assert torch.equal(r1["fc.weight"], r2["fc.weight"]) and bool((r1["fc.weight"] >= 0).all())
 
 
-def test_usnip_uses_random_labels():
+def test_usnip_is_snip_with_uniformly_random_labels():
+    """USNIP (section 4.4.3) is SNIP's |dL/dθ ⊙ θ| with the labels replaced by labels drawn uniformly at
+    random from the method's stream: the true labels are never used, and the score equals SNIP computed
+    by hand with those labels."""
     model, data = _model(), _data()
-    a = SCORES.get("usnip")(_ctx(model, data))
-    b = SCORES.get("snip")(_ctx(model, data))
-    assert not torch.allclose(a["fc.weight"], b["fc.weight"])
+    scores = SCORES.get("usnip")(_ctx(model, data))
+    relabelled = [(x, (y + 1) % 3) for x, y in data]  # other true labels: the same score
+    again = SCORES.get("usnip")(_ctx(model, relabelled))
+    for n in scores:
+        assert torch.equal(scores[n], again[n]), n
+    # by hand: the labels the method's stream (ctx.generator, seed 0 in _ctx) draws, batch by batch
+    g = torch.Generator().manual_seed(0)
+    ref = copy.deepcopy(model).train()
+    weights = [ref.conv.weight, ref.fc.weight]
+    total = [torch.zeros_like(w) for w in weights]
+    drawn = []
+    for x, y in data:
+        labels = torch.randint(3, y.shape, generator=g)
+        drawn.append(labels)
+        grads = torch.autograd.grad(F.cross_entropy(ref(x), labels), weights)
+        total = [a + b for a, b in zip(total, grads)]
+    torch.testing.assert_close(scores["conv.weight"], (total[0] * weights[0]).abs())
+    torch.testing.assert_close(scores["fc.weight"], (total[1] * weights[1]).abs())
+    assert any(not torch.equal(lab, y) for lab, (_, y) in zip(drawn, data))  # the drawn labels are not the true ones
+    snip = SCORES.get("snip")(_ctx(model, data))
+    assert not torch.allclose(scores["fc.weight"], snip["fc.weight"])
+
+
+def test_snip_with_batchnorm_in_eval_mode():
+    """score_bn_mode=eval: the gradients are taken with BatchNorm's running statistics (not the batch's)."""
+    model, data = _model(), _data()
+    ref = copy.deepcopy(model).eval()
+    weights = [ref.conv.weight, ref.fc.weight]
+    grads = [torch.zeros_like(w) for w in weights]
+    for x, y in data:
+        grads = [a + b for a, b in zip(grads, torch.autograd.grad(F.cross_entropy(ref(x), y), weights))]
+    scores = SCORES.get("snip")(_ctx(model, data, score_bn_mode="eval"))
+    torch.testing.assert_close(scores["conv.weight"], (grads[0] * weights[0]).abs())
+    train_mode = SCORES.get("snip")(_ctx(model, data))
+    assert not torch.allclose(scores["conv.weight"], train_mode["conv.weight"])
+    assert model.training  # the model's own mode is restored
+
+
+def _huge(scale=1e17):
+    model = _model(bn=False)
+    with torch.no_grad():
+        model.conv.weight.mul_(scale)
+        model.fc.weight.mul_(scale)
+    return model
+
+
+def test_synflow_switches_to_float64_when_float32_leaves_its_safe_range():
+    """R of this net is ~1e35 (outside [1e-30, 1e30]): `auto` recomputes in float64 (the same scores as
+    synflow_dtype=float64), `float32` refuses with a message naming the fix."""
+    model = _huge()
+    double = SCORES.get("synflow")(_ctx(model, [], synflow_dtype="float64"))
+    auto = SCORES.get("synflow")(_ctx(model, [], synflow_dtype="auto"))
+    R = PathNorm(_ctx(model, [], synflow_dtype="float64"), torch.float64).scores()[1]
+    assert R > 1e30
+    for n in double:
+        assert auto[n].dtype == torch.float32 and torch.isfinite(auto[n]).all()
+        torch.testing.assert_close(auto[n], double[n], rtol=1e-6, atol=0)
+    with pytest.raises(FloatingPointError, match="method.synflow_dtype=float64"):
+        SCORES.get("synflow")(_ctx(model, [], synflow_dtype="float32"))
+    small = _model(bn=False)  # within range: float32 and float64 agree to float32 precision
+    a = SCORES.get("synflow")(_ctx(small, [], synflow_dtype="float32"))
+    b = SCORES.get("synflow")(_ctx(small, [], synflow_dtype="float64"))
+    for n in a:
+        torch.testing.assert_close(a[n], b[n], rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e17])  # float32, and the switch to float64 (the mask is re-applied)
+def test_synflow_of_a_masked_model_is_the_synflow_of_the_pruned_model(scale):
+    model = _huge(scale)
+    g = torch.Generator().manual_seed(3)
+    mask = {"conv.weight": torch.rand(model.conv.weight.shape, generator=g) < 0.5,
+            "fc.weight": torch.rand(model.fc.weight.shape, generator=g) < 0.5}
+    ctx = _ctx(model, [])
+    ctx.mask = mask
+    masked = SCORES.get("synflow")(ctx)
+    pruned = copy.deepcopy(model)
+    with torch.no_grad():
+        pruned.conv.weight.mul_(mask["conv.weight"])
+        pruned.fc.weight.mul_(mask["fc.weight"])
+    ref = SCORES.get("synflow")(_ctx(pruned, [], synflow_dtype="float64"))
+    for n in ref:
+        torch.testing.assert_close(masked[n], ref[n], rtol=1e-5, atol=0)
+        assert bool((masked[n][~mask[n]] == 0).all())
+
+
+def test_score_classes_and_the_session_context(make_cfg, tmp_path):
+    """resolve_classes: None = all, a list sorted, an int #T = T distinct classes, the same for every seed
+    (Fig. 4.8); score_context fetches score_batches batches of score_batch_size once, only of those
+    classes; compute_scores returns float32 importances of every prunable tensor."""
+    from sparse_exp.sparsity.scores import compute_scores, resolve_classes, score_context
+    from test_dst import build_session
+
+    assert resolve_classes(None, 10) is None and resolve_classes([7, 2, 5], 10) == [2, 5, 7]
+    four = resolve_classes(4, 10)
+    assert len(set(four)) == 4 and four == sorted(four) and set(four) <= set(range(10)) and resolve_classes(4, 10) == four
+    assert resolve_classes(10, 10) == list(range(10))
+    session = build_session(make_cfg, tmp_path, "method=snip", "model=lenet300", "method.score_batches=3",
+                            "+method.score_batch_size=7", "method.score_classes=[1,3]", "seed=5")
+    ctx = score_context(session, session.cfg.method)
+    batches = ctx.batches()
+    assert ctx.batches() is batches and len(batches) == 3  # fetched once
+    assert all(x.shape[0] == 7 and set(y.tolist()) <= {1, 3} for x, y in batches)
+    assert ctx.num_classes == 10 and ctx.input_shape == (1, 28, 28) and ctx.params is session.params
+    mag = compute_scores(session, "magnitude", session.cfg.method)
+    assert list(mag) == list(session.params)
+    for n, p in session.params.items():
+        assert mag[n].dtype == torch.float32 and torch.equal(mag[n], p.detach().abs().float())
+    again = score_context(build_session(make_cfg, tmp_path / "b", "method=snip", "model=lenet300", "method.score_batches=3",
+                                        "+method.score_batch_size=7", "method.score_classes=[1,3]", "seed=5"),
+                          session.cfg.method).batches()
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(batches, again))  # seeded

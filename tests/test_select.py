@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -28,6 +29,22 @@ def test_topk_exact_with_ties_broken_by_index():
     assert topk_mask(s, 0).sum() == 0 and topk_mask(s, 6).all()
     nan = torch.tensor([float("nan"), 1.0, 2.0])
     assert topk_mask(nan, 2).tolist() == [False, True, True]
+    nan = torch.tensor([-3.0, float("nan"), -1.0, 2.0])  # NaN below every score, negative ones included
+    assert topk_mask(nan, 3).tolist() == [True, False, True, True]
+
+
+def test_topk_rejects_impossible_counts_and_keeps_the_shape():
+    s = torch.arange(6.0).reshape(2, 3)
+    for k in (-1, 7):
+        with pytest.raises(ValueError, match=f"cannot keep {k} of 6 entries"):
+            topk_mask(s, k)
+    for k in (0, 1, 5, 6):
+        m = topk_mask(s, k)
+        assert m.shape == (2, 3) and m.dtype == torch.bool and int(m.sum()) == k
+    assert topk_mask(s, 2).tolist() == [[False, False, False], [False, True, True]]
+    assert topk_mask(torch.tensor([2, 7, 5]), 1).tolist() == [False, True, False]  # integer scores
+    half = torch.tensor([0.5, -1.0, 3.0, 3.0], dtype=torch.float16)
+    assert topk_mask(half, 2).tolist() == [False, False, True, True]
 
 
 def test_topk_large_vector_exact_count():
@@ -37,10 +54,26 @@ def test_topk_large_vector_exact_count():
         assert int(topk_mask(s, k).sum()) == k
 
 
+# Layer sizes of the papers' networks and some where (1 - q) D is a whole number for every q below:
+# LeNet-5-Caffe 430,500 and LeNet-300-100 266,200 (Tables A.1/A.2), VGG-16 15,239,872, ResNet50 25,502,912.
+SIZES = [500, 430_500, 266_200, 15_239_872, 25_502_912, 1_234_567, 2**31 - 1]
+RATES = ["0", "0.1", "0.2", "0.3", "0.36", "0.5", "0.6", "0.7", "0.8", "0.85", "0.9", "0.95", "0.977", "0.98", "0.99",
+         "0.995", "0.999", "1"]
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_kept_count_is_the_exact_floor(n):
+    """floor((1 - q) D) in exact rational arithmetic (Algorithm 3.1, eq. A.39): a float product that lands
+    just below a whole number (e.g. (1 - 0.8) * 430,500 = 86,099.99999999999) must not lose a weight."""
+    for q in RATES:
+        assert kept_count(float(q), n) == math.floor((1 - Fraction(q)) * n), (q, n)
+    assert kept_count(0.8, 430_500) == 86_100 and kept_count(0.8, 500) == 100 and kept_count(0.99, 430_500) == 4_305
+
+
 @pytest.mark.parametrize("q", [0.0, 0.5, 0.9, 0.99, 0.999, 1.0])
 def test_kept_count_for_every_budget(q):
     k = kept_count(q, D)
-    assert k == math.floor((1 - q) * D + 1e-9)
+    assert k == math.floor((1 - Fraction(str(q))) * D)
     scores = {n: torch.rand(p.shape, generator=torch.Generator().manual_seed(i)) for i, (n, p) in enumerate(PARAMS.items())}
     assert global_mask(scores, k).kept() == k
     for budget in ("uniform", "erk"):

@@ -1,0 +1,230 @@
+"""The trainer's reported numbers: the test accuracy of a run is the one at the epoch of the best
+validation accuracy (early stopping; a tie keeps the earlier epoch), never the last epoch's or the best
+test accuracy. Scripted validation/test accuracies are fed through the real training loop (the
+evaluation pass is replaced, everything else runs), on a LeNet-5 with one step per epoch."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+
+import sparse_exp.training.trainer as trainer_module
+from test_dst import build_session
+
+# epoch:        1    2    3    4
+VAL = [0.50, 0.70, 0.70, 0.60]  # best validation at epoch 2; epoch 3 ties it
+TEST = [0.90, 0.20, 0.30, 0.40]  # best test (epoch 1), tie-later (3) and last (4) all differ from epoch 2's
+FAST = ["model=lenet300", "trainer.epochs=4", "trainer.max_steps_per_epoch=1", "dataset.size=200", "dataset.test_size=60"]
+
+
+def _script(monkeypatch, val_samples: int):
+    """Replace the evaluation pass: the validation loader (`val_samples` samples) returns VAL, the
+    test loader TEST, epoch by epoch; the model's weights at each validation call are recorded."""
+    seen = {"val": 0, "test": 0, "weights": []}
+
+    def scripted(model, source, device, autocast=None):
+        split = "val" if source.num_samples == val_samples else "test"
+        epoch = seen[split]
+        seen[split] += 1
+        if split == "val":
+            seen["weights"].append({k: v.detach().clone() for k, v in model.state_dict().items()})
+            return 1.0 - VAL[epoch], VAL[epoch]
+        return 1.0 - TEST[epoch], TEST[epoch]
+
+    monkeypatch.setattr(trainer_module, "evaluate", scripted)
+    return seen
+
+
+def test_reported_test_accuracy_is_the_best_validation_epochs(make_cfg, tmp_path, monkeypatch):
+    session = build_session(make_cfg, tmp_path, "method=dense", *FAST)
+    assert session.data.val.num_samples != session.data.test.num_samples
+    seen = _script(monkeypatch, session.data.val.num_samples)
+    result = session.train()
+    assert (seen["val"], seen["test"]) == (4, 4)
+    assert result.best_epoch == 2 and result.best_val_acc == 0.70 and result.test_acc == 0.20
+    assert (result.final_val_acc, result.final_test_acc) == (0.60, 0.40)
+    assert [r["test_acc"] for r in result.history] == TEST and [r["val_acc"] for r in result.history] == VAL
+    # the exported (early-stopping) model is the one evaluated at epoch 2, not a later one
+    best = seen["weights"][1]
+    assert set(session.best_state) == set(best)
+    assert all(torch.equal(session.best_state[k], best[k]) for k in best)
+    assert not all(torch.equal(seen["weights"][2][k], best[k]) for k in best)  # the model did move after epoch 2
+
+
+def test_headline_number_in_metrics_json(run_experiment, make_cfg, tmp_path, monkeypatch):
+    """The run's metrics.json (what reports and tables read) carries epoch 2's test accuracy."""
+    probe = build_session(make_cfg, tmp_path / "probe", "method=dense", *FAST)
+    _script(monkeypatch, probe.data.val.num_samples)
+    metrics, run_dir = run_experiment("method=dense", *FAST)
+    on_disk = json.loads((run_dir / "metrics.json").read_text())
+    for m in (metrics, on_disk):
+        assert m["status"] == "completed"
+        assert (m["test_acc"], m["best_val_acc"], m["best_epoch"]) == (0.20, 0.70, 2)
+        assert m["final_test_acc"] == 0.40
+
+
+def test_no_epoch_means_no_best(make_cfg, tmp_path, monkeypatch):
+    """A training that diverges in its first epoch has no best epoch: its accuracies are NaN, not 0 or -1."""
+    session = build_session(make_cfg, tmp_path, "method=dense", *FAST[3:], "model=lenet300", "trainer.epochs=4",
+                            "trainer.max_steps_per_epoch=3", "trainer.lr=1e30")
+    seen = _script(monkeypatch, session.data.val.num_samples)
+    result = session.train()
+    assert result.status == "diverged" and seen["val"] == 0 and result.best_epoch == -1
+    assert result.best_val_acc != result.best_val_acc and result.test_acc != result.test_acc  # NaN
+
+
+@pytest.mark.parametrize("val,expected_epoch", [([0.1, 0.1, 0.1, 0.1], 1), ([0.0, 0.0, 0.0, 0.0], 1)])
+def test_flat_validation_keeps_the_first_epoch(make_cfg, tmp_path, monkeypatch, val, expected_epoch):
+    """Equal validation accuracies (0 included: a model at chance on a tiny split) keep epoch 1."""
+    monkeypatch.setattr(sys.modules[__name__], "VAL", val)
+    session = build_session(make_cfg, tmp_path, "method=dense", *FAST)
+    _script(monkeypatch, session.data.val.num_samples)
+    result = session.train()
+    assert result.best_epoch == expected_epoch and result.test_acc == TEST[expected_epoch - 1]
+
+
+# the loop itself: steps, learning rates, hooks, running figures, checkpoints, state ----------------------
+class Spy:
+    """Records what the trainer tells a method, in order, wrapping the session's method."""
+
+    def __init__(self, method):
+        self.method, self.calls = method, []
+
+    def __getattr__(self, name):
+        return getattr(self.method, name)
+
+    def after_backward(self, trainer, step):
+        grads = [p.grad for p in trainer.model.parameters()]
+        self.calls.append(("after_backward", step, trainer.step, trainer.lr, all(g is not None for g in grads)))
+
+    def after_step(self, trainer, step):
+        self.calls.append(("after_step", step, trainer.step, trainer.lr))
+
+    def on_epoch_end(self, trainer, epoch):
+        self.calls.append(("on_epoch_end", epoch, trainer.epoch, len(trainer.history)))
+
+
+def test_steps_learning_rates_and_hooks(make_cfg, tmp_path):
+    """2 epochs x 3 steps, lr 0.1 decayed x0.1 after 4 iterations: every update uses lr(step) of the
+    schedule, the hooks see the step counts before/after the update, epochs end after their evaluation."""
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
+                            "trainer.epochs=2", "trainer.max_steps_per_epoch=3", "trainer.lr_every_iters=4",
+                            "trainer.log_every=1", "trainer.label_smoothing=0.1")
+    spy = session.method = Spy(session.method)
+    lrs = []
+    original_step = torch.optim.SGD.step
+
+    def recording_step(self, *args, **kwargs):
+        lrs.append(self.param_groups[0]["lr"])
+        return original_step(self, *args, **kwargs)
+
+    torch.optim.SGD.step = recording_step
+    try:
+        result = session.train()
+    finally:
+        torch.optim.SGD.step = original_step
+    assert result.steps == 6 and [r["step"] for r in result.history] == [3, 6] and [r["epoch"] for r in result.history] == [1, 2]
+    assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.01, 0.01])  # iterations 0..3 at lr0, 4 and 5 decayed
+    assert [r["lr"] for r in result.history] == pytest.approx([0.1, 0.01])  # the rate of the next update
+    backward = [c for c in spy.calls if c[0] == "after_backward"]
+    after = [c for c in spy.calls if c[0] == "after_step"]
+    assert [c[1] for c in backward] == [c[2] for c in backward] == list(range(6)) and all(c[4] for c in backward)
+    assert [c[1] for c in after] == [c[2] for c in after] == list(range(1, 7))
+    assert [c[3] for c in after] == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01, 0.01])  # lr already set for the next step
+    assert [c for c in spy.calls if c[0] == "on_epoch_end"] == [("on_epoch_end", 0, 1, 1), ("on_epoch_end", 1, 2, 2)]
+    kinds = [c[0] for c in spy.calls]
+    assert kinds == (["after_backward", "after_step"] * 3 + ["on_epoch_end"]) * 2
+    trainer = session.last_trainer
+    assert trainer.criterion.label_smoothing == 0.1 and trainer.steps_per_epoch == 3 and trainer.total_steps == 6
+    r = result.history[0]
+    assert r["samples_per_s"] == pytest.approx(3 * 50 / r["seconds"]) and r["grad_l1_mean"] > 0 and r["grad_l1_std"] >= 0
+
+
+def test_running_loss_and_accuracy_are_the_epochs_means(make_cfg, tmp_path):
+    """train_loss / train_acc of an epoch: the mean of the per-step losses (weighted by batch size) and the
+    fraction of correct predictions, recomputed here from the model's outputs during the steps."""
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
+                            "trainer.epochs=1", "trainer.log_every=3")  # 180 samples: batches 50, 50, 50, 30
+    seen = []
+    model = session.model
+    handle = model.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()) if m.training else None)
+    labels = []
+    original_epoch = session.data.train.epoch
+
+    def epoch(e):
+        for x, y in original_epoch(e):
+            labels.append(y.clone())
+            yield x, y
+
+    session.data.train.epoch = epoch
+    result = session.train()
+    handle.remove()
+    outs, ys = seen[:4], labels[:4]
+    assert [len(y) for y in ys] == [50, 50, 50, 30]
+    loss = sum(float(torch.nn.functional.cross_entropy(o, y)) * len(y) for o, y in zip(outs, ys)) / sum(len(y) for y in ys)
+    acc = sum(int((o.argmax(1) == y).sum()) for o, y in zip(outs, ys)) / sum(len(y) for y in ys)
+    r = result.history[0]
+    assert r["train_loss"] == pytest.approx(loss, rel=1e-6) and r["train_acc"] == acc
+    assert result.final_train_acc == acc
+    assert "grad_l1_mean" in r and r["grad_l1_std"] == 0.0  # one log step (step 3 of 4): one flow value
+
+
+def test_mid_epoch_checkpoints_and_state_round_trip(make_cfg, tmp_path):
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
+                            "trainer.epochs=2", "trainer.max_steps_per_epoch=3", "trainer.checkpoint_every_steps=2")
+    saves = []
+    session.save_checkpoint = lambda trainer=None, partial=None: saves.append(
+        (trainer.step, None if partial is None else {k: partial[k] for k in ("epoch", "samples")}))
+    result = session.train()
+    # at every epoch end (steps 3, 6), and 2 steps after the last checkpoint mid-epoch: steps 2 and 4 with the
+    # running sums of their epoch so far (a save at step 6, just before the epoch end's, would be redundant but harmless)
+    assert [s for s in saves if s[1] is None] == [(3, None), (6, None)]
+    partial = [s for s in saves if s[1] is not None]
+    assert partial[:2] == [(2, {"epoch": 0, "samples": 100}), (4, {"epoch": 1, "samples": 50})]
+    assert all(step % 3 == 0 for step, _ in partial[2:])
+    trainer = session.last_trainer
+    state = trainer.state_dict({"epoch": 1, "seconds": 2.5, "loss_sum": torch.tensor(1.0), "correct": torch.tensor(3),
+                                "samples": 50, "flow": [1.0]})
+    assert (state["step"], state["epoch"], state["phase"], state["best"]) == (6, 2, "train", trainer.best)
+    assert state["history"] == result.history and state["train_s"] == trainer.train_s
+    fresh = type(trainer)(session, "train", 2)
+    fresh.load_state_dict(state)
+    assert (fresh.step, fresh.epoch, fresh.best, fresh.train_s) == (6, 2, trainer.best, trainer.train_s)
+    assert fresh.history == result.history and fresh.resumed_partial["samples"] == 50 and fresh.resumed_seconds == 2.5
+    assert fresh.lr == pytest.approx(trainer.lr)
+    for a, b in zip(fresh.optimizer.state.values(), trainer.optimizer.state.values()):
+        assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
+    assert fresh.fit().steps == 6  # nothing left to train
+
+
+def test_a_signal_finishes_the_step_checkpoints_and_stops(make_cfg, tmp_path):
+    """A signal during a step (the guard's flag set) lets the step finish, writes a mid-epoch checkpoint
+    with the epoch's running sums at that step, and raises Interrupted naming where it stopped."""
+    import signal
+    from types import SimpleNamespace
+
+    from sparse_exp.training.interrupt import Interrupted
+
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200",
+                            "dataset.test_size=60", "trainer.epochs=2", "trainer.max_steps_per_epoch=3")
+    guard = session.interrupt = SimpleNamespace(deferred=False, received=None)
+    spy = session.method = Spy(session.method)
+    deferred = []
+    original_after_step = spy.after_step
+
+    def after_step(trainer, step):
+        original_after_step(trainer, step)
+        deferred.append(guard.deferred)
+        if step == 5:
+            guard.received = signal.SIGTERM
+
+    spy.after_step = after_step
+    saves = []
+    session.save_checkpoint = lambda trainer=None, partial=None: saves.append((trainer.step, partial))
+    with pytest.raises(Interrupted, match="interrupted by SIGTERM at epoch 2 step 5"):
+        session.train()
+    assert all(deferred) and guard.deferred is False  # deferred while training, released when it stopped
+    assert [s for s, _ in saves] == [3, 5] and saves[0][1] is None
+    assert saves[1][1]["epoch"] == 1 and saves[1][1]["samples"] == 100 and saves[1][1]["seconds"] > 0
