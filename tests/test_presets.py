@@ -103,6 +103,10 @@ PRESETS = {
     "fig4_6_similarity": ("A10 CIFAR-10", "vgg16", "g_cops", "none", {}),
     "fig4_7_resnet18_cifar100": ("A10 CIFAR-100", "resnet18", "g_cops", "none", {}),
     "fig4_8_lenet5_mnist": ("A10 MNIST", "lenet5", "u_cops", "none", {}),
+    # Fig. 4.1: gradient flow and accuracy over q in the Table A.10 setup (random/SNIP/GraSP, G-COPS, dense)
+    "fig4_1_vgg16_cifar10": ("A10 CIFAR-10", "vgg16", "snip", "none", {}),
+    "fig4_1_gcops_vgg16_cifar10": ("A10 CIFAR-10", "vgg16", "g_cops", "none", {}),
+    "fig4_1_dense_baseline_vgg16_cifar10": ("A10 CIFAR-10", "vgg16", "dense", "none", {}),
     "table4_1_vgg16_cifar10_baselines": ("A10 CIFAR-10", "vgg16", "snip", "none", {}),
     "table4_1_vgg16_cifar10_cops": ("A10 CIFAR-10", "vgg16", "g_cops", "none", {}),
     "table4_2_resnet18_cifar100_baselines": ("A10 CIFAR-100", "resnet18", "snip", "none", {}),
