@@ -12,7 +12,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
