@@ -110,7 +110,8 @@ def _print_summary(metrics: dict, out_dir: Path) -> None:
 
 # Overrides that `resume=<run dir>` accepts: where and how fast the run continues, never what it computes.
 RESUME_MAY_CHANGE = ("device", "trainer.threads", "trainer.log_every", "trainer.checkpoint_every_steps",
-                     "trainer.checkpoint_every_min", "dataset.root", "dataset.num_workers")
+                     "trainer.checkpoint_every_min", "trainer.sparse_kernels", "dataset.root",
+                     "dataset.num_workers")
 
 
 def _override_key(override: str) -> str:

@@ -92,6 +92,8 @@ class TrainerConfig:
     # Mid-epoch checkpoints (every epoch ends with one anyway): every N steps and/or every M minutes.
     checkpoint_every_steps: Optional[int] = None
     checkpoint_every_min: Optional[float] = None
+    # auto | on | off: pruned layers train on CSR kernels where that was measured faster (sparse_exp/kernels)
+    sparse_kernels: str = "auto"
 
 
 @register_schema("method", "base")

@@ -13,6 +13,7 @@ import torch
 
 from sparse_exp.config.target import import_target
 from sparse_exp.errors import ConfigError
+from sparse_exp.kernels.plan import MODES as KERNEL_MODES
 from sparse_exp.registry import UnknownName
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -91,6 +92,10 @@ def validate(cfg) -> None:
     _check(t.checkpoint_every_min is None or t.checkpoint_every_min > 0,
            f"trainer.checkpoint_every_min must be > 0 or null; got {t.checkpoint_every_min}")
     _check(t.precision in PRECISIONS, f"trainer.precision must be one of {', '.join(PRECISIONS)}; got '{t.precision}'")
+    _check(t.sparse_kernels in KERNEL_MODES,
+           f"trainer.sparse_kernels must be one of {', '.join(KERNEL_MODES)}; got '{t.sparse_kernels}'")
+    _check(t.sparse_kernels != "on" or t.precision == "fp32",
+           f"trainer.sparse_kernels=on needs trainer.precision=fp32 (the CSR products are fp32); got {t.precision}, use auto or off")
 
     _check(0 <= cfg.seed < 2**63, f"seed must be a non-negative integer; got {cfg.seed}")
     resolve_device(cfg.device)

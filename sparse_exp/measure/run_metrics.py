@@ -1,6 +1,8 @@
 """The measurements every run adds to metrics.json, and the probes of interspace runs.
 
 `attach_measurements(session)` (called by experiment.run) registers
+* for every run: `sparse_kernels` - per masked layer, dense or which products ran on CSR kernels
+  and the timings `trainer.sparse_kernels=auto` chose by (sparse_exp/kernels/plan.py);
 * for every run: `flops` - theoretical forward FLOPs of the final model at its mask (measure/flops.py):
   dense (dense SP network), sparse, speedup = dense / sparse, overhead (IP basis-first part), layers,
   and `backward` - the same for the backward pass (IP appendix D.2);
@@ -61,11 +63,17 @@ def interspace_metrics(session) -> dict:
     }}
 
 
+def kernel_metrics(session) -> dict:
+    """Which layers trained on sparse kernels, with the timings auto decided on (sparse_exp/kernels)."""
+    return {"sparse_kernels": session.kernels.summary()}
+
+
 def attach_measurements(session) -> None:
     extra = getattr(session, "extra_metrics", None)
     if extra is None:
         extra = session.extra_metrics = []
     extra.append(flops_metrics)
+    extra.append(kernel_metrics)
     if hasattr(session.model, "fb_bases"):
         session.probes.append(InterspaceProbe(session.model))
         extra.append(interspace_metrics)

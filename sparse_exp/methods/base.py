@@ -6,6 +6,8 @@ The trainer calls these hooks at fixed points and never asks which method it run
                                     (default: prepare, then one training; LTH/FT override it)
     prepare(session)                before training: compute the initial mask from scores and data
     after_backward(trainer, step)   dense gradients are available (RigL reads them here)
+    needs_dense_gradients(trainer, step)  True where after_backward reads dL/dW of pruned entries
+                                    (sparse kernels then compute the full weight gradient that step)
     after_step(trainer, step)       after the optimizer step (mask updates on a schedule)
     on_epoch_end(trainer, epoch)    after evaluation of an epoch
     state_dict / load_state_dict    everything needed to resume (RNG states, rounds, snapshots)
@@ -60,6 +62,9 @@ class Method:
     # hooks --------------------------------------------------------------------------------
     def after_backward(self, trainer: "Trainer", step: int) -> None:
         pass
+
+    def needs_dense_gradients(self, trainer: "Trainer", step: int) -> bool:
+        return False
 
     def after_step(self, trainer: "Trainer", step: int) -> None:
         pass

@@ -29,9 +29,12 @@ class RigL(DynamicSparse):
         super().__init__(cfg)
         self._grads: Optional[dict[str, torch.Tensor]] = None
 
+    def needs_dense_gradients(self, trainer, step: int) -> bool:
+        # `step` iterations are done; this backward belongs to iteration step + 1, an update step?
+        return not ((step + 1) % self.every or step + 1 >= self.end_step(trainer))
+
     def after_backward(self, trainer, step: int) -> None:
-        # `step` iterations are done; this backward belongs to iteration step + 1.
-        if (step + 1) % self.every or step + 1 >= self.end_step(trainer):
+        if not self.needs_dense_gradients(trainer, step):
             return
         with torch.no_grad():
             self._grads = {n: p.grad.detach().abs() if p.grad is not None else torch.zeros_like(p)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from sparse_exp import distributed
+from sparse_exp.kernels import SparseKernels
 from sparse_exp.models.base import prunable_parameters
 from sparse_exp.models.build import architecture_tag
 from sparse_exp.seeding import generator
@@ -51,6 +52,8 @@ class Session:
         self.is_writer = is_writer
         self.params = prunable_parameters(model)
         self.enforcer = MaskEnforcer(self.params, Mask.ones(self.params), "dense", cfg.trainer.weight_decay)
+        # which masked layers train on CSR kernels (sparse_exp/kernels); rebuilt whenever the mask changes
+        self.kernels = SparseKernels(cfg.trainer.sparse_kernels, cfg.trainer.precision)
         self.phases: dict[str, PhaseResult] = {}
         self.mask_s = 0.0
         self.best_state: Optional[dict] = None
@@ -90,6 +93,7 @@ class Session:
         mask = self._agreed(mask.to(self.device), where)
         self.enforcer = MaskEnforcer(self.params, mask, mode, self.cfg.trainer.weight_decay, decay_frozen)
         self.enforcer.apply_()
+        self.kernels.install(self.model, self.enforcer)
         self.report_mask()
 
     def update_mask(self, mask: Mask, trainer: Optional[Trainer] = None) -> None:
@@ -97,6 +101,7 @@ class Session:
         optimizer state of regrown ones."""
         where = f"at the mask update in phase {trainer.phase}, step {trainer.step}" if trainer else "at a mask update"
         self.enforcer.set_mask(self._agreed(mask.to(self.device), where), trainer.optimizer if trainer else None)
+        self.kernels.install(self.model, self.enforcer)
 
     def _agreed(self, mask: Mask, where: str) -> Mask:
         """The mask every rank installs (rank 0's, checked by hash); the mask itself in one process."""
@@ -209,6 +214,7 @@ class Session:
             "mask": self.mask.state(),
             "mask_mode": self.enforcer.mode,
             "decay_frozen": self.enforcer.decay_frozen,
+            "kernels": self.kernels.state_dict(),
             "method": self.method.state_dict(),
             "phases": {k: dataclasses.asdict(v) for k, v in self.phases.items()},
             "best_state": self.best_state,
@@ -224,6 +230,8 @@ class Session:
         self.model.load_state_dict(state["model"])
         mask = self._agreed(Mask(state["mask"]).to(self.device), "at the mask of the checkpoint resumed from")
         self.enforcer = MaskEnforcer(self.params, mask, state["mask_mode"], self.cfg.trainer.weight_decay, state["decay_frozen"])
+        self.kernels.load_state_dict(state.get("kernels"))
+        self.kernels.install(self.model, self.enforcer)
         self.method.load_state_dict(state["method"])
         self.phases = {k: PhaseResult(**v) for k, v in state["phases"].items()}
         self.best_state = state.get("best_state")

@@ -54,6 +54,7 @@ class Trainer:
         self.data = session.data
         self.device: torch.device = session.device
         self.enforcer = session.enforcer
+        self.kernels = session.kernels
         self.method = session.method
         self.tcfg = session.cfg.trainer
         self.probes = probes or []
@@ -175,6 +176,8 @@ class Trainer:
             for x, y in batches:
                 if self.channels_last and x.dim() == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
+                if self.kernels.active:  # a method that reads all of dL/dW in this step (RigL) gets it dense
+                    self.kernels.dense_weight_grad = self.method.needs_dense_gradients(self, self.step)
                 with self.autocast():
                     out = self.net(x)
                     loss = self.criterion(out.float(), y)

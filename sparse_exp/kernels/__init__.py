@@ -1,0 +1,5 @@
+"""Sparse kernels for training masked networks (`trainer.sparse_kernels`): kernels/plan.py decides,
+kernels/products.py computes, kernels/csr.py holds a mask's CSR structure."""
+from sparse_exp.kernels.plan import MODES, SparseKernels
+
+__all__ = ["MODES", "SparseKernels"]

@@ -1,0 +1,219 @@
+"""`trainer.sparse_kernels=auto|on|off`: which layers of a masked network train on sparse kernels.
+
+Masked dense training spends the dense network's arithmetic on every step. For each pruned linear
+or convolutional layer (mask mode prune) this module can run the forward product, dL/dX and dL/dW
+on the layer's CSR structure instead (kernels/products.py); for a frozen layer (FreezeNet) only
+dL/dW, at the trained entries. The parameters, the optimizer, the mask enforcement and everything
+the methods see stay as they are: the sparse products compute the same numbers (up to float
+rounding) without the multiplications by zero.
+
+* off:  every layer stays dense.
+* on:   every eligible layer uses every sparse product it may (tests, experiments with the kernels).
+* auto: at the layer's first training step with a new shape and density, each product is timed
+        dense and sparse on the step's own input (median of interleaved repetitions), and the sparse
+        version is used only if it is at least `MIN_SPEEDUP` times faster; layers above
+        `MAX_DENSITY` stay dense unmeasured. So the threshold is measured for this machine, this
+        layer shape and this batch, and auto never puts a product on a slower kernel (up to noise).
+
+Masks that change (SET, RigL, GMP, LTH rounds) rebuild the structure at every update
+(`install` again); a decision is reused for the same shape and density bucket. A method that reads
+the full weight gradient at a step (RigL's regrowth) says so through `Method.needs_dense_gradients`
+and gets dense dL/dW in that step.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+import types
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from sparse_exp.kernels.csr import CSRStructure
+from sparse_exp.kernels.products import PRODUCTS, SparseLayerFunction, products_for
+
+log = logging.getLogger("sparse_exp")
+
+MODES = ("auto", "on", "off")
+MIN_SPEEDUP = 1.1  # auto: a sparse product must beat the dense one by 10% (timing noise on a busy machine)
+MAX_DENSITY = 0.3  # auto: above this density CSR products do not pay on any layer measured (README)
+REPEATS = 5
+
+
+class LayerKernel:
+    """The forward of one layer (installed as the module's `forward`), with its CSR structure and plan."""
+
+    def __init__(self, owner: "SparseKernels", name: str, module: nn.Module, products, structure: CSRStructure,
+                 allowed: tuple[str, ...]):
+        self.owner, self.name, self.module = owner, name, module
+        self.products, self.structure, self.allowed = products, structure, allowed
+        self.use: Optional[dict[str, bool]] = None  # product -> sparse?, decided at the first training step
+        self.measured: dict[str, tuple[float, float]] = {}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        module = self.module
+        if self.use is None:
+            if not (module.training and torch.is_grad_enabled()):
+                return type(module).forward(module, x)
+            self.owner.decide(self, x)
+        if not any(self.use.values()):
+            return type(module).forward(module, x)
+        return SparseLayerFunction.apply(x, module.weight, module.bias, self)
+
+    def __deepcopy__(self, memo):
+        # A copy of the model (SynFlow's scoring copy, the spatial export) gets the plain forward.
+        copy_of_module = memo.get(id(self.module))
+        if copy_of_module is None:
+            import copy
+
+            copy_of_module = copy.deepcopy(self.module, memo)
+        return types.MethodType(type(copy_of_module).forward, copy_of_module)
+
+    def record(self) -> dict:
+        out = {"layer": type(self.module).__name__, "density": self.structure.density}
+        for product in PRODUCTS:
+            out[product] = "sparse" if self.use and self.use.get(product) else "dense"
+        if self.measured:
+            out["measured_ms"] = {p: {"dense": 1e3 * d, "sparse": 1e3 * s} for p, (d, s) in self.measured.items()}
+        return out
+
+
+def _clock(x: torch.Tensor) -> Callable[[], float]:
+    """CPU time of this process when torch runs one thread on the CPU (other processes on the machine
+    then cannot distort the comparison); wall time otherwise (several threads, a GPU)."""
+    return time.process_time if not x.is_cuda and torch.get_num_threads() == 1 else time.perf_counter
+
+
+def _median_times(fn_dense: Callable, fn_sparse: Callable, sync: Callable, clock: Callable) -> tuple[float, float]:
+    """Median seconds of interleaved dense/sparse calls (two warm-ups each); stops early when one
+    side is clearly slower (3x), since then the choice is made."""
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for fn in (fn_dense, fn_sparse, fn_dense, fn_sparse):
+        fn()
+    for k in range(REPEATS):
+        for sparse in ((False, True) if k % 2 == 0 else (True, False)):
+            sync()
+            t0 = clock()
+            (fn_sparse if sparse else fn_dense)()
+            sync()
+            times[sparse].append(clock() - t0)
+        d, s = statistics.median(times[False]), statistics.median(times[True])
+        if k >= 1 and (s > 3 * d or d > 3 * s):
+            break
+    return statistics.median(times[False]), statistics.median(times[True])
+
+
+class SparseKernels:
+    def __init__(self, mode: str = "auto", precision: str = "fp32",
+                 timer: Optional[Callable[[LayerKernel, torch.Tensor], dict]] = None):
+        if mode not in MODES:
+            raise ValueError(f"trainer.sparse_kernels must be one of {', '.join(MODES)}; got '{mode}'")
+        self.mode = mode
+        self.precision = precision
+        self.timer = timer or measure_products
+        self.layers: dict[str, LayerKernel] = {}
+        self.dense: dict[str, str] = {}  # layer -> why it stays dense
+        self.dense_weight_grad = False  # set by the trainer for a step whose dL/dW a method reads in full
+        self._decisions: dict[tuple, tuple[dict, dict]] = {}
+        self.installs = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.layers)
+
+    # installation -----------------------------------------------------------------------------
+    def install(self, model: nn.Module, enforcer) -> None:
+        """(Re)build the structure of every eligible layer from the enforcer's mask and mode."""
+        self.uninstall()
+        self.dense = {}
+        if self.mode == "off" or enforcer.mode == "dense":
+            return
+        self.installs += 1
+        for name, mask in enforcer.mask.masks.items():
+            module_name, _, param = name.rpartition(".")
+            module = model.get_submodule(module_name)
+            products, why = products_for(module)
+            if products is None or param != "weight":
+                self.dense[name] = f"{why or type(module).__name__} (no sparse kernel)"
+                continue
+            if self.precision != "fp32":
+                self.dense[name] = f"precision {self.precision} (sparse kernels are fp32)"
+                continue
+            structure = CSRStructure(mask)
+            if structure.nnz == structure.numel:
+                self.dense[name] = "nothing masked"
+                continue
+            allowed = PRODUCTS if enforcer.mode == "prune" else ("grad_weight",)
+            kernel = LayerKernel(self, name, module, products, structure, allowed)
+            if self.mode == "on":
+                kernel.use = {p: p in allowed for p in PRODUCTS}
+            self.layers[name] = kernel
+            module.forward = kernel
+
+    def uninstall(self) -> None:
+        for kernel in self.layers.values():
+            if kernel.module.__dict__.get("forward") is kernel:
+                del kernel.module.forward
+        self.layers = {}
+
+    # auto -------------------------------------------------------------------------------------
+    def decide(self, kernel: LayerKernel, x: torch.Tensor) -> None:
+        """auto: the plan of `kernel` for inputs like `x` (timed once per shape and density bucket)."""
+        density = kernel.structure.density
+        bucket = round(4 * math.log2(max(density, 1e-12)))  # densities within ~19% share a decision
+        key = (kernel.products.kind, tuple(kernel.module.weight.shape), tuple(x.shape), kernel.allowed, bucket)
+        if key in self._decisions:
+            kernel.use, kernel.measured = (dict(v) for v in self._decisions[key])
+            return
+        if density > MAX_DENSITY:
+            kernel.use, kernel.measured = {p: False for p in PRODUCTS}, {}
+        else:
+            kernel.measured = self.timer(kernel, x)
+            kernel.use = {p: p in kernel.measured and kernel.measured[p][0] >= MIN_SPEEDUP * kernel.measured[p][1]
+                          for p in PRODUCTS}
+        self._decisions[key] = (dict(kernel.use), dict(kernel.measured))
+        chosen = [p for p in PRODUCTS if kernel.use[p]]
+        timings = ", ".join(f"{p} {1e3 * d:.2f} -> {1e3 * s:.2f} ms" for p, (d, s) in kernel.measured.items())
+        log.info(f"sparse kernels: {kernel.name} (density {density:.4f}): "
+                 f"{'sparse ' + '/'.join(chosen) if chosen else 'dense'}" + (f" [{timings}]" if timings else ""))
+
+    # checkpoints: a resumed run keeps the decisions of the run it continues (the same products,
+    # so the same rounding: resume stays exact) -------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"decisions": [[list(key), use, {p: list(t) for p, t in measured.items()}]
+                              for key, (use, measured) in self._decisions.items()]}
+
+    def load_state_dict(self, state: Optional[dict]) -> None:
+        for key, use, measured in (state or {}).get("decisions", []):
+            kind, weight_shape, x_shape, allowed, bucket = key
+            key = (kind, tuple(weight_shape), tuple(x_shape), tuple(allowed), bucket)
+            self._decisions[key] = (dict(use), {p: tuple(t) for p, t in measured.items()})
+
+    # metrics.json -----------------------------------------------------------------------------
+    def summary(self) -> dict:
+        return {"mode": self.mode, "installs": self.installs,
+                "layers": {**{n: k.record() for n, k in self.layers.items()},
+                           **{n: {"dense": why} for n, why in self.dense.items()}}}
+
+
+@torch.no_grad()
+def measure_products(kernel: LayerKernel, x: torch.Tensor) -> dict[str, tuple[float, float]]:
+    """product -> (dense seconds, sparse seconds) of `kernel`'s allowed products on input `x`."""
+    products, structure = kernel.products, kernel.structure
+    w = kernel.module.weight.detach()
+    x = x.detach()
+    y, _ = products.forward(x, w, structure, False)
+    gy = torch.randn_like(y)
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    # each sparse product is timed with the layout work it needs (dL/dY^T, the columns of x)
+    flat = (lambda s: products.flat_grad(gy) if s else None)
+    calls = {
+        "forward": lambda s: products.forward(x, w, structure, s),
+        "grad_input": lambda s: products.grad_input(gy, flat(s), x, w, structure, s),
+        "grad_weight": lambda s: products.grad_weight(gy, flat(s), x, w, structure, s),
+    }
+    clock = _clock(x)
+    return {p: _median_times(lambda p=p: calls[p](False), lambda p=p: calls[p](True), sync, clock) for p in kernel.allowed}

@@ -1,0 +1,213 @@
+"""Sparse kernels (`trainer.sparse_kernels`, sparse_exp/kernels): every product equals autograd's on the
+masked dense layer, training on them equals masked dense training over 200 steps (losses within float
+rounding, the same masks, for static and changing masks), auto chooses by the timings it measures,
+and the choice is recorded and survives a resume."""
+from __future__ import annotations
+
+import copy
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from sparse_exp.errors import ConfigError
+from sparse_exp.kernels import SparseKernels
+from sparse_exp.kernels import plan as kernel_plan
+from sparse_exp.sparsity.mask import Mask
+from test_dst import build_session
+
+LAYERS = {
+    "linear": (lambda: nn.Linear(30, 20), (7, 30)),
+    "linear_3d_input": (lambda: nn.Linear(30, 20), (3, 5, 30)),
+    "conv": (lambda: nn.Conv2d(3, 8, 3, padding=1), (4, 3, 9, 9)),
+    "conv_strided": (lambda: nn.Conv2d(3, 8, 3, stride=2, padding=1), (4, 3, 9, 9)),
+    "conv_dilated_rect": (lambda: nn.Conv2d(3, 8, (3, 2), dilation=(2, 1)), (2, 3, 9, 10)),
+    "conv_no_bias": (lambda: nn.Conv2d(4, 6, 5, bias=False), (2, 4, 8, 8)),
+}
+
+
+def _install(model: nn.Module, masks: dict, mode: str, kernels: str = "on") -> SparseKernels:
+    plan = SparseKernels(kernels)
+    plan.install(model, SimpleNamespace(mode=mode, mask=Mask(masks)))
+    return plan
+
+
+def _grads(model, layer, x, gy):
+    x = x.clone().requires_grad_()
+    y = model(x)
+    y.backward(gy)
+    out = (y.detach(), x.grad, layer.weight.grad.clone(), None if layer.bias is None else layer.bias.grad.clone())
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["prune", "freeze"])
+@pytest.mark.parametrize("case", sorted(LAYERS))
+def test_products_equal_autograd_of_the_masked_layer(case, mode):
+    torch.manual_seed(0)
+    make, shape = LAYERS[case]
+    layer = make()
+    mask = torch.rand_like(layer.weight) < 0.3
+    if mode == "prune":  # pruned entries are zero (the enforcer keeps them so)
+        with torch.no_grad():
+            layer.weight.mul_(mask)
+    model = nn.Sequential(layer)
+    x = torch.randn(shape)
+    gy = torch.randn_like(model(x))
+    y0, gx0, gw0, gb0 = _grads(model, layer, x, gy)  # plain PyTorch
+    plan = _install(model, {"0.weight": mask}, mode)
+    assert "forward" in layer.__dict__ and plan.layers["0.weight"].use == {
+        "forward": mode == "prune", "grad_input": mode == "prune", "grad_weight": True}
+    y1, gx1, gw1, gb1 = _grads(model, layer, x, gy)
+    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gx1, gx0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gw1, gw0 * mask, rtol=1e-5, atol=1e-5)  # the trained entries' gradient
+    assert not gw1[~mask].any() and gw0[~mask].abs().sum() > 0  # the others are not computed at all
+    if gb0 is not None:
+        torch.testing.assert_close(gb1, gb0, rtol=1e-5, atol=1e-5)
+    plan.dense_weight_grad = True  # a step whose full dL/dW a method reads (RigL)
+    torch.testing.assert_close(_grads(model, layer, x, gy)[2], gw0, rtol=1e-5, atol=1e-5)
+    plan.uninstall()
+    assert "forward" not in layer.__dict__
+
+
+def test_off_dense_and_unmasked_layers_stay_plain():
+    model = nn.Sequential(nn.Linear(6, 4), nn.Linear(4, 3))
+    masks = {"0.weight": torch.rand(4, 6) < 0.5, "1.weight": torch.ones(3, 4, dtype=torch.bool)}
+    assert not _install(model, masks, "prune", "off").active
+    assert not _install(model, masks, "dense").active
+    plan = _install(model, masks, "prune", "on")
+    assert list(plan.layers) == ["0.weight"] and plan.summary()["layers"]["1.weight"] == {"dense": "nothing masked"}
+    bf16 = SparseKernels("auto", precision="bf16")
+    bf16.install(model, SimpleNamespace(mode="prune", mask=Mask(masks)))
+    assert not bf16.active and "precision bf16" in bf16.dense["0.weight"]
+
+
+def test_a_copy_of_the_model_runs_the_plain_forward():
+    model = nn.Sequential(nn.Linear(6, 4))
+    mask = torch.rand(4, 6) < 0.5
+    with torch.no_grad():
+        model[0].weight.mul_(mask)
+    _install(model, {"0.weight": mask}, "prune")
+    clone = copy.deepcopy(model)
+    x = torch.randn(2, 6)
+    torch.testing.assert_close(clone(x), model(x))
+    assert clone[0].forward.__self__ is clone[0]  # the class's forward, bound to the copy
+
+
+def _fake_timer(table):
+    calls = []
+
+    def timer(kernel, x):
+        calls.append(kernel.name)
+        return {p: table[p] for p in kernel.allowed}
+
+    return timer, calls
+
+
+def test_auto_uses_a_sparse_product_only_where_measured_faster(monkeypatch):
+    table = {"forward": (1.0, 0.5), "grad_input": (1.0, 0.95), "grad_weight": (1.0, 2.0)}  # 2x, 1.05x (noise), slower
+    timer, calls = _fake_timer(table)
+    model = nn.Sequential(nn.Linear(50, 40), nn.Linear(40, 30), nn.Linear(30, 20))
+    masks = {"0.weight": torch.rand(40, 50) < 0.05, "1.weight": torch.rand(30, 40) < 0.05,
+             "2.weight": torch.rand(20, 30) < 0.9}  # above MAX_DENSITY: dense without measuring
+    plan = SparseKernels("auto", timer=timer)
+    plan.install(model, SimpleNamespace(mode="prune", mask=Mask(masks)))
+    model.eval()
+    with torch.no_grad():
+        model(torch.randn(3, 50))  # evaluation before any training step decides nothing
+    assert calls == [] and plan.layers["0.weight"].use is None
+    model.train()
+    model(torch.randn(3, 50)).sum().backward()
+    assert calls == ["0.weight", "1.weight"]
+    expected = {"forward": True, "grad_input": False, "grad_weight": False}
+    assert plan.layers["0.weight"].use == expected and plan.layers["1.weight"].use == expected
+    assert plan.layers["2.weight"].use == {"forward": False, "grad_input": False, "grad_weight": False}
+    record = plan.summary()["layers"]["0.weight"]
+    assert record["forward"] == "sparse" and record["grad_weight"] == "dense"
+    assert record["measured_ms"]["forward"] == {"dense": 1000.0, "sparse": 500.0}
+    # a rebuilt structure (a mask update at the same density) reuses the decision; a resumed run too
+    plan.install(model, SimpleNamespace(mode="prune", mask=Mask(masks)))
+    model(torch.randn(3, 50))
+    assert calls == ["0.weight", "1.weight"] and plan.layers["0.weight"].use == expected
+    resumed = SparseKernels("auto", timer=timer)
+    resumed.load_state_dict(json.loads(json.dumps(plan.state_dict())))
+    resumed.install(model, SimpleNamespace(mode="prune", mask=Mask(masks)))
+    model(torch.randn(3, 50))
+    assert calls == ["0.weight", "1.weight"] and resumed.layers["1.weight"].use == expected
+    # frozen layers: only the weight gradient is a candidate
+    frozen = SparseKernels("auto", timer=timer)
+    frozen.install(model, SimpleNamespace(mode="freeze", mask=Mask(masks)))
+    model(torch.randn(3, 50))
+    assert frozen.layers["0.weight"].allowed == ("grad_weight",)
+    assert not any(frozen.layers["0.weight"].use.values())  # grad_weight measured slower
+
+
+def test_auto_measures_real_products():
+    """The timer itself: a layer at 0.5% density, every product timed dense and sparse."""
+    layer = nn.Linear(400, 300)
+    plan = _install(nn.Sequential(layer), {"0.weight": torch.rand(300, 400) < 0.005}, "prune", "auto")
+    timings = kernel_plan.measure_products(plan.layers["0.weight"], torch.randn(64, 400))
+    assert set(timings) == {"forward", "grad_input", "grad_weight"}
+    assert all(d > 0 and s > 0 for d, s in timings.values())
+
+
+def _losses(make_cfg, tmp_path, kernels: str, *overrides):
+    """Per-step training losses of a run through the real trainer (running means, logged every step)."""
+    session = build_session(make_cfg, tmp_path / kernels, *overrides, f"trainer.sparse_kernels={kernels}",
+                            "trainer.log_every=1", "trainer.batch_size=10", "trainer.epochs=6",
+                            "trainer.max_steps_per_epoch=34", "trainer.lr=0.01")
+    running = []
+    session.scalars = lambda values, step: running.append(values["train/loss_running"]) if "train/loss_running" in values else None
+    session.method.run(session)
+    sums = torch.tensor(running, dtype=torch.float64)
+    steps_in_epoch = torch.arange(len(running)) % 34 + 1
+    cumulative = sums * steps_in_epoch  # running mean -> the epoch's cumulative sum -> per-step losses
+    previous = torch.cat([torch.zeros(1, dtype=torch.float64), cumulative[:-1]]) * (steps_in_epoch > 1)
+    return cumulative - previous, session
+
+
+CASES = {
+    "snip_lenet300": ("model=lenet300", "method=snip", "method.compression=0.99"),
+    "snip_lenet5": ("method=snip", "method.compression=0.98"),
+    "freezenet_lenet300": ("model=lenet300", "method=freezenet", "method.compression=0.99"),
+    "set_lenet5": ("method=set", "method.compression=0.98", "method.update_every=40"),
+    "rigl_lenet300": ("model=lenet300", "method=rigl", "method.compression=0.98", "method.update_every=40"),
+    "gmp_lenet300": ("model=lenet300", "method=gmp", "method.compression=0.98", "method.begin_step=20",
+                     "method.end_step=160", "method.update_every=20", "method.reference_batch_size=null"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_training_on_sparse_kernels_equals_masked_dense_training(make_cfg, tmp_path, case):
+    dense, ref = _losses(make_cfg, tmp_path, "off", *CASES[case])
+    sparse, run = _losses(make_cfg, tmp_path, "on", *CASES[case])
+    assert len(dense) == 204 and not ref.kernels.active
+    assert run.kernels.active and run.kernels.installs >= 1
+    assert any(any(k.use.values()) for k in run.kernels.layers.values())
+    torch.testing.assert_close(sparse, dense, rtol=2e-4, atol=2e-5)
+    assert run.mask.sha256() == ref.mask.sha256()  # the same masks, updates (SET/RigL/GMP) included
+    if case.startswith(("set", "rigl", "gmp")):
+        assert run.kernels.installs > 1  # the structure was rebuilt at the mask updates
+
+
+def test_run_records_kernels_in_metrics(run_experiment):
+    metrics, _ = run_experiment("model=lenet300", "method=snip", "method.compression=0.99", "trainer.sparse_kernels=auto")
+    record = metrics["sparse_kernels"]
+    assert record["mode"] == "auto" and set(record["layers"]) == {"fc1.weight", "fc2.weight", "fc3.weight"}
+    fc1 = record["layers"]["fc1.weight"]
+    assert fc1["density"] < 0.05 and "measured_ms" in fc1
+    assert {fc1[p] for p in ("forward", "grad_input", "grad_weight")} <= {"sparse", "dense"}
+
+
+@pytest.mark.parametrize("override, message", [
+    (["trainer.sparse_kernels=fast"], "trainer.sparse_kernels must be one of auto, on, off; got 'fast'"),
+    (["trainer.sparse_kernels=on", "trainer.precision=bf16"], "trainer.sparse_kernels=on needs trainer.precision=fp32"),
+])
+def test_bad_values_stop_before_training(make_cfg, override, message):
+    from sparse_exp.config.validate import validate
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        validate(make_cfg(*override))
