@@ -356,3 +356,43 @@ def test_probe_reports_similarity_and_the_three_gradient_norms():
     assert out["fb/grad_l2/coeff"] == pytest.approx(expected_coeff, rel=1e-5)
     assert out["fb/grad_l2/basis"] == pytest.approx(float(basis.grad.norm()), rel=1e-6)
     assert out["fb/grad_l2/spatial"] > 0 and out["fb/grad_l2_x_lr/basis"] == pytest.approx(0.1 * out["fb/grad_l2/basis"])
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 4])
+@pytest.mark.parametrize("m, n", [(24, 9), (25, 9), (12, 5)])  # 25: not a multiple of rows > 1; 5: a dictionary
+def test_composing_several_filters_per_row_keeps_weights_and_gradients(rows, m, n):
+    """interspace._compose_rows (kron(I, F), for speed) against the plain product beta F that the
+    layer computed before: W, dL/dbeta and dL/dF equal to float64 rounding."""
+    from sparse_exp.layers.interspace import _compose_rows
+
+    gen = torch.Generator().manual_seed(0)
+    beta = torch.randn(m, n, generator=gen, dtype=torch.float64, requires_grad=True)
+    basis = torch.randn(n, 9, generator=gen, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(m, 9, generator=gen, dtype=torch.float64)
+    reference = beta @ basis
+    ref_beta, ref_basis = torch.autograd.grad(reference, (beta, basis), g)
+    w = _compose_rows(beta, basis, rows)
+    got_beta, got_basis = torch.autograd.grad(w, (beta, basis), g)
+    torch.testing.assert_close(w, reference, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got_beta, ref_beta, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got_basis, ref_basis, rtol=1e-12, atol=1e-12)
+
+
+def test_shared_basis_gradients_in_a_model_equal_the_plain_composition(monkeypatch):
+    """A VGG-16 block pair sharing one basis (medium): the loss gradient of every coefficient tensor and
+    of the shared basis is the one of the plain (M, n) x (n, K^2) composition."""
+    import sparse_exp.layers.interspace as interspace
+
+    def grads(rows):
+        monkeypatch.setattr(interspace, "COMPOSE_ROWS", rows)
+        model = to_interspace(MODELS.get("vgg16").build(10, (3, 32, 32)), sharing("medium"), "onb")
+        initialise(model, "kaiming_normal", 0)
+        model = model.double().eval()  # BatchNorm's batch statistics would amplify rounding (cancellation)
+        x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        model(x).square().sum().backward()
+        return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+    plain, fast = grads(1), grads(2)
+    assert any(k.startswith("fb_bases") for k in plain) and plain.keys() == fast.keys()
+    for k in plain:
+        torch.testing.assert_close(fast[k], plain[k], rtol=1e-9, atol=1e-12)
