@@ -125,6 +125,7 @@ def test_auto_uses_a_sparse_product_only_where_measured_faster(monkeypatch):
     expected = {"forward": True, "grad_input": False, "grad_weight": False}
     assert plan.layers["0.weight"].use == expected and plan.layers["1.weight"].use == expected
     assert plan.layers["2.weight"].use == {"forward": False, "grad_input": False, "grad_weight": False}
+    assert plan.summary()["layers"]["2.weight"]["not_measured"] == "density above 0.3"
     record = plan.summary()["layers"]["0.weight"]
     assert record["forward"] == "sparse" and record["grad_weight"] == "dense"
     assert record["measured_ms"]["forward"] == {"dense": 1000.0, "sparse": 500.0}
@@ -143,6 +144,18 @@ def test_auto_uses_a_sparse_product_only_where_measured_faster(monkeypatch):
     model(torch.randn(3, 50))
     assert frozen.layers["0.weight"].allowed == ("grad_weight",)
     assert not any(frozen.layers["0.weight"].use.values())  # grad_weight measured slower
+
+
+def test_auto_keeps_convolutions_with_huge_columns_dense_unmeasured():
+    timer, calls = _fake_timer({"forward": (1.0, 0.1), "grad_input": (1.0, 0.1), "grad_weight": (1.0, 0.1)})
+    conv = nn.Conv2d(64, 64, 3, padding=1)
+    plan = SparseKernels("auto", timer=timer)
+    plan.install(nn.Sequential(conv), SimpleNamespace(mode="prune", mask=Mask({"0.weight": torch.rand(64, 64, 3, 3) < 0.01})))
+    kernel = plan.layers["0.weight"]
+    plan.decide(kernel, torch.empty(8, 64, 32, 32, device="meta"))  # 8 x 576 x 1024 columns: 18 MB
+    assert calls == ["0.weight"] and all(kernel.use.values())
+    plan.decide(kernel, torch.empty(128, 64, 32, 32, device="meta"))  # 288 MB of columns
+    assert calls == ["0.weight"] and not any(kernel.use.values()) and kernel.unmeasured == "im2col columns of 288 MB"
 
 
 def test_auto_measures_real_products():
@@ -211,3 +224,18 @@ def test_bad_values_stop_before_training(make_cfg, override, message):
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         validate(make_cfg(*override))
+
+
+@pytest.mark.slow  # `make bench` runs it too
+def test_benchmark_reports_every_case_and_checks_the_losses():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "bench_sparse.py"
+    proc = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {(c["model"], c["q"], c["mode"]) for c in summary["cases"]} == {
+        ("lenet300", 0.99, "prune"), ("lenet5", 0.99, "prune"), ("lenet300", 0.99, "freeze")}
+    assert summary["lenet300_q99_speedup"] > 0 and summary["min_auto_speedup"] > 0

@@ -12,7 +12,8 @@ rounding) without the multiplications by zero.
 * auto: at the layer's first training step with a new shape and density, each product is timed
         dense and sparse on the step's own input (median of interleaved repetitions), and the sparse
         version is used only if it is at least `MIN_SPEEDUP` times faster; layers above
-        `MAX_DENSITY` stay dense unmeasured. So the threshold is measured for this machine, this
+        `MAX_DENSITY` (and convolutions whose im2col columns would exceed `MAX_COLUMNS_MB`) stay
+        dense unmeasured. So the threshold is measured for this machine, this
         layer shape and this batch, and auto never puts a product on a slower kernel (up to noise).
 
 Masks that change (SET, RigL, GMP, LTH rounds) rebuild the structure at every update
@@ -40,6 +41,7 @@ log = logging.getLogger("sparse_exp")
 MODES = ("auto", "on", "off")
 MIN_SPEEDUP = 1.1  # auto: a sparse product must beat the dense one by 10% (timing noise on a busy machine)
 MAX_DENSITY = 0.3  # auto: above this density CSR products do not pay on any layer measured (README)
+MAX_COLUMNS_MB = 256  # auto: a convolution whose im2col columns would exceed this stays dense unmeasured
 REPEATS = 5
 
 
@@ -52,6 +54,7 @@ class LayerKernel:
         self.products, self.structure, self.allowed = products, structure, allowed
         self.use: Optional[dict[str, bool]] = None  # product -> sparse?, decided at the first training step
         self.measured: dict[str, tuple[float, float]] = {}
+        self.unmeasured = ""  # why auto kept the layer dense without timing it
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         module = self.module
@@ -76,6 +79,8 @@ class LayerKernel:
         out = {"layer": type(self.module).__name__, "density": self.structure.density}
         for product in PRODUCTS:
             out[product] = "sparse" if self.use and self.use.get(product) else "dense"
+        if self.unmeasured:
+            out["not_measured"] = self.unmeasured
         if self.measured:
             out["measured_ms"] = {p: {"dense": 1e3 * d, "sparse": 1e3 * s} for p, (d, s) in self.measured.items()}
         return out
@@ -165,10 +170,13 @@ class SparseKernels:
         density = kernel.structure.density
         bucket = round(4 * math.log2(max(density, 1e-12)))  # densities within ~19% share a decision
         key = (kernel.products.kind, tuple(kernel.module.weight.shape), tuple(x.shape), kernel.allowed, bucket)
+        columns_mb = kernel.products.columns_mb(x)
+        kernel.unmeasured = (f"density above {MAX_DENSITY}" if density > MAX_DENSITY else
+                             f"im2col columns of {columns_mb:.0f} MB" if columns_mb > MAX_COLUMNS_MB else "")
         if key in self._decisions:
             kernel.use, kernel.measured = (dict(v) for v in self._decisions[key])
             return
-        if density > MAX_DENSITY:
+        if kernel.unmeasured:
             kernel.use, kernel.measured = {p: False for p in PRODUCTS}, {}
         else:
             kernel.measured = self.timer(kernel, x)
@@ -177,8 +185,9 @@ class SparseKernels:
         self._decisions[key] = (dict(kernel.use), dict(kernel.measured))
         chosen = [p for p in PRODUCTS if kernel.use[p]]
         timings = ", ".join(f"{p} {1e3 * d:.2f} -> {1e3 * s:.2f} ms" for p, (d, s) in kernel.measured.items())
+        detail = f" [{timings}]" if timings else f" [not measured: {kernel.unmeasured}]"
         log.info(f"sparse kernels: {kernel.name} (density {density:.4f}): "
-                 f"{'sparse ' + '/'.join(chosen) if chosen else 'dense'}" + (f" [{timings}]" if timings else ""))
+                 f"{'sparse ' + '/'.join(chosen) if chosen else 'dense'}{detail}")
 
     # checkpoints: a resumed run keeps the decisions of the run it continues (the same products,
     # so the same rounding: resume stays exact) -------------------------------------------------

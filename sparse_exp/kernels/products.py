@@ -43,6 +43,9 @@ class LinearProducts:
     def flat_grad(self, gy: torch.Tensor) -> torch.Tensor:
         return gy.reshape(-1, self.out_features).t().contiguous()  # (out, N)
 
+    def columns_mb(self, x: torch.Tensor) -> float:
+        return x.numel() * x.element_size() / 2**20
+
     def forward(self, x, w, structure, sparse: bool):
         if not sparse:
             return x.matmul(w.t()), None
@@ -82,6 +85,12 @@ class ConvProducts:
 
     def flat_grad(self, gy: torch.Tensor) -> torch.Tensor:
         return gy.transpose(0, 1).reshape(self.out_channels, -1)  # (c_out, B L)
+
+    def columns_mb(self, x: torch.Tensor) -> float:
+        """Size of the im2col columns of input x (c_in K^2 x B L values)."""
+        ho, wo = self.out_size(x)
+        k = self.kernel_size[0] * self.kernel_size[1]
+        return x.shape[0] * x.shape[1] * k * ho * wo * x.element_size() / 2**20
 
     def out_size(self, x: torch.Tensor) -> tuple[int, int]:
         return tuple((x.shape[2 + d] + 2 * self.padding[d] - self.dilation[d] * (self.kernel_size[d] - 1) - 1)
