@@ -25,7 +25,12 @@ EXPERIMENTS = ("repro_fig3_3", "repro_fig3_4b", "repro_fig3_6", "repro_table4_1"
                "repro_fig5_5", "repro_fig5_9a", "repro_others")
 QUICK = ("seed=0", "trainer.epochs=1", "trainer.max_steps_per_epoch=20")
 QUICK_SCORING = ("method.score_batches=2",)  # for the experiments whose every method scores (chapter 4)
-QUICK_EXTRA = {"repro_table4_1": QUICK_SCORING, "repro_fig4_6": QUICK_SCORING, "repro_fig4_8": QUICK_SCORING}
+# repro_others' iteration counts (LTH's rewind point, RigL's and GMP's schedules) scaled to the 20 quick steps
+QUICK_OTHERS = ('hydra.sweeper.grids=[{method:lth,method.rewind_step:"5"},{method:rigl,method.update_every:"10"},'
+                '{method:gmp,method.reference_batch_size:"null",method.begin_step:"5",method.end_step:"15",'
+                'method.update_every:"5"},{method:ft}]',)
+QUICK_EXTRA = {"repro_table4_1": QUICK_SCORING, "repro_fig4_6": QUICK_SCORING, "repro_fig4_8": QUICK_SCORING,
+               "repro_others": QUICK_OTHERS}
 
 
 def sparse_exp() -> list[str]:

@@ -60,3 +60,16 @@ def test_quick_pipeline_runs_a_sweep_and_builds_the_page(tmp_path):
     assert "| false |" in page and "| true |" in page  # the table, from the two runs
     assert "Reinitialising after the mask does not harm" in page and "FreezeNet-reinit" in page
     assert (out / "docs" / "results" / "repro_fig3_6.csv").exists()
+
+
+@pytest.mark.slow
+def test_quick_others_scales_the_iteration_counts_to_the_quick_steps(tmp_path):
+    """repro_others' LTH rewind point and GMP/RigL schedules are iteration counts of the full schedule;
+    the quick run scales them to its 20 steps, so every job completes (it failed before QUICK_OTHERS)."""
+    out = tmp_path / "rq"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "reproduce.py"), "--quick", "--only", "repro_others", "--out", str(out),
+         "--set", "dataset=synthetic", "dataset.shape=[1,28,28]", "dataset.size=300", "dataset.test_size=100"],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Runs: 4 completed" in (out / "docs" / "results.md").read_text()

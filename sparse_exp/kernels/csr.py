@@ -60,5 +60,6 @@ class CSRStructure:
         the weight gradient dL/dW = dL/dY^T X of the trained entries (its other entries are masked anyway)."""
         pattern = self._pattern if self._pattern.dtype == a.dtype else self._pattern.to(a.dtype)
         values = torch.sparse.sampled_addmm(pattern, a, b, beta=0.0).values()
-        out = torch.zeros(self.numel, dtype=like.dtype, device=like.device)
-        return out.scatter_(0, self.index, values).view_as(like)
+        out = torch.zeros_like(like)  # not a view: autograd then takes it as the .grad without a copy
+        out.view(-1).scatter_(0, self.index, values)
+        return out
