@@ -162,9 +162,11 @@ def test_auto_measures_real_products():
     """The timer itself: a layer at 0.5% density, every product timed dense and sparse."""
     layer = nn.Linear(400, 300)
     plan = _install(nn.Sequential(layer), {"0.weight": torch.rand(300, 400) < 0.005}, "prune", "auto")
-    timings = kernel_plan.measure_products(plan.layers["0.weight"], torch.randn(64, 400))
+    timings = kernel_plan.measure_products(plan.layers["0.weight"], torch.randn(64, 400, requires_grad=True))
     assert set(timings) == {"forward", "grad_input", "grad_weight"}
     assert all(d > 0 and s > 0 for d, s in timings.values())
+    # an input without gradient (a first layer): dL/dX is never computed, so it is not timed
+    assert set(kernel_plan.measure_products(plan.layers["0.weight"], torch.randn(64, 400))) == {"forward", "grad_weight"}
 
 
 def _losses(make_cfg, tmp_path, kernels: str, *overrides):

@@ -173,7 +173,8 @@ class SparseKernels:
         """auto: the plan of `kernel` for inputs like `x` (timed once per shape and density bucket)."""
         density = kernel.structure.density
         bucket = round(4 * math.log2(max(density, 1e-12)))  # densities within ~19% share a decision
-        key = (kernel.products.kind, tuple(kernel.module.weight.shape), tuple(x.shape), kernel.allowed, bucket)
+        key = (kernel.products.kind, tuple(kernel.module.weight.shape), tuple(x.shape), kernel.allowed, bucket,
+               x.requires_grad)
         columns_mb = kernel.products.columns_mb(x)
         kernel.unmeasured = (f"density above {MAX_DENSITY}" if density > MAX_DENSITY else
                              f"im2col columns of {columns_mb:.0f} MB" if columns_mb > MAX_COLUMNS_MB else "")
@@ -201,8 +202,8 @@ class SparseKernels:
 
     def load_state_dict(self, state: Optional[dict]) -> None:
         for key, use, measured in (state or {}).get("decisions", []):
-            kind, weight_shape, x_shape, allowed, bucket = key
-            key = (kind, tuple(weight_shape), tuple(x_shape), tuple(allowed), bucket)
+            kind, weight_shape, x_shape, allowed, bucket, input_grad = key
+            key = (kind, tuple(weight_shape), tuple(x_shape), tuple(allowed), bucket, input_grad)
             self._decisions[key] = (dict(use), {p: tuple(t) for p, t in measured.items()})
 
     # metrics.json -----------------------------------------------------------------------------
@@ -217,6 +218,7 @@ def measure_products(kernel: LayerKernel, x: torch.Tensor) -> dict[str, tuple[fl
     """product -> (dense seconds, sparse seconds) of `kernel`'s allowed products on input `x`."""
     products, structure = kernel.products, kernel.structure
     w = kernel.module.weight.detach()
+    timed = [p for p in kernel.allowed if p != "grad_input" or x.requires_grad]  # a first layer needs no dL/dX
     x = x.detach()
     y, _ = products.forward(x, w, structure, False)
     gy = torch.randn_like(y)
@@ -229,4 +231,4 @@ def measure_products(kernel: LayerKernel, x: torch.Tensor) -> dict[str, tuple[fl
         "grad_weight": lambda s: products.grad_weight(gy, flat(s), x, w, structure, s),
     }
     clock = _clock(x)
-    return {p: _median_times(lambda p=p: calls[p](False), lambda p=p: calls[p](True), sync, clock) for p in kernel.allowed}
+    return {p: _median_times(lambda p=p: calls[p](False), lambda p=p: calls[p](True), sync, clock) for p in timed}
