@@ -52,6 +52,7 @@ def test_run_end_to_end(tmp_path):
     assert [e.value for e in acc.Scalars("test/acc")] == pytest.approx([h["test_acc"] for h in m["history"]])
 
 
+@pytest.mark.slow  # two CLI runs; same seed -> same mask/metrics is checked in-process (test_methods, test_resume)
 def test_same_seed_same_metrics(tmp_path):
     results = []
     for name in ("a", "b"):

@@ -121,6 +121,7 @@ def test_multirun_is_refused_under_torchrun(monkeypatch, capsys):
 
 
 # --------------------------------------------------------------------------- 2 processes
+@pytest.mark.slow  # 19 two-process runs; test_two_processes_match_one_process... stays in the fast suite
 def test_every_method_holds_identical_masks_on_both_ranks(tmp_path):
     proc = run(torchrun([str(REPO / "tests" / "ddp_methods.py"), str(tmp_path)]), tmp_path, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

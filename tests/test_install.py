@@ -8,9 +8,12 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
+
 from conftest import REPO
 
 
+@pytest.mark.slow  # builds and installs a wheel
 def test_wheel_ships_configs_and_runs_from_elsewhere(tmp_path):
     # Build from a clean copy: an in-tree build would leave build/ behind and could ship stale files.
     source = tmp_path / "source"

@@ -29,6 +29,7 @@ def _check_sweep(sweep: Path, names: list[str], by: str) -> None:
     assert "2 runs (2 completed)" in report.stdout
 
 
+@pytest.mark.slow  # the launcher plugin; the fast suite sweeps with the basic launcher and joblib (test_reproduce)
 def test_submitit_local_sweep(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli(["-m", "hydra/launcher=submitit_local", *TINY, "trainer.epochs=1", "seed=0,1",

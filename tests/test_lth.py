@@ -103,6 +103,7 @@ def _tensors(obj) -> list:
     return []
 
 
+@pytest.mark.slow  # a killed process; tests/test_resume.py resumes LTH in-process in the fast suite
 def test_resume_after_sigkill_inside_a_later_round_matches_uninterrupted_run(make_cfg, tmp_path):
     """Killed in round 2 of 3 and resumed (subprocesses: also the end-to-end run of method=lth); the
     uninterrupted reference runs in this process (experiment.run, the same code without the CLI)."""
