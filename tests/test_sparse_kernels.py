@@ -144,6 +144,13 @@ def test_auto_uses_a_sparse_product_only_where_measured_faster(monkeypatch):
     model(torch.randn(3, 50))
     assert frozen.layers["0.weight"].allowed == ("grad_weight",)
     assert not any(frozen.layers["0.weight"].use.values())  # grad_weight measured slower
+    # a sparse dL/dW without a sparse forward must win by 2x (it pays the transposes alone)
+    for speedup, expected in ((1.9, False), (2.1, True)):
+        timer, _ = _fake_timer({"forward": (1.0, 1.0), "grad_input": (1.0, 1.0), "grad_weight": (speedup, 1.0)})
+        alone = SparseKernels("auto", timer=timer)
+        alone.install(model, SimpleNamespace(mode="freeze", mask=Mask(masks)))
+        model(torch.randn(3, 50))
+        assert alone.layers["0.weight"].use["grad_weight"] is expected
 
 
 def test_auto_keeps_convolutions_with_huge_columns_dense_unmeasured():

@@ -42,6 +42,9 @@ MODES = ("auto", "on", "off")
 # auto: a sparse product must beat the dense one by 25%: timed alone it looks better than inside a step (its
 # operands are in cache), and bench_sparse.py showed products chosen at a 10% margin slowing whole steps
 MIN_SPEEDUP = 1.25
+# auto: a sparse dL/dW without a sparse forward must win by 2x: it then pays the transposes of x and dL/dY
+# alone, and inside a step it lost what it won timed alone (bench_sparse.py, FreezeNet LeNet-300 case: 0.90-1.06x)
+MIN_SPEEDUP_WEIGHT_GRAD_ALONE = 2.0
 MAX_DENSITY = 0.3  # auto: above this density CSR products do not pay on any layer measured (README)
 MAX_COLUMNS_MB = 256  # auto: a convolution whose im2col columns would exceed this stays dense unmeasured
 REPEATS = 5
@@ -187,6 +190,9 @@ class SparseKernels:
             kernel.measured = self.timer(kernel, x)
             kernel.use = {p: p in kernel.measured and kernel.measured[p][0] >= MIN_SPEEDUP * kernel.measured[p][1]
                           for p in PRODUCTS}
+            if kernel.use["grad_weight"] and not kernel.use["forward"]:
+                dense, sparse = kernel.measured["grad_weight"]
+                kernel.use["grad_weight"] = dense >= MIN_SPEEDUP_WEIGHT_GRAD_ALONE * sparse
         self._decisions[key] = (dict(kernel.use), dict(kernel.measured))
         chosen = [p for p in PRODUCTS if kernel.use[p]]
         timings = ", ".join(f"{p} {1e3 * d:.2f} -> {1e3 * s:.2f} ms" for p, (d, s) in kernel.measured.items())
