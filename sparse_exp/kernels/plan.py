@@ -23,6 +23,7 @@ and gets dense dL/dW in that step.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import statistics
@@ -75,11 +76,7 @@ class LayerKernel:
 
     def __deepcopy__(self, memo):
         # A copy of the model (SynFlow's scoring copy, the spatial export) gets the plain forward.
-        copy_of_module = memo.get(id(self.module))
-        if copy_of_module is None:
-            import copy
-
-            copy_of_module = copy.deepcopy(self.module, memo)
+        copy_of_module = memo.get(id(self.module)) or copy.deepcopy(self.module, memo)
         return types.MethodType(type(copy_of_module).forward, copy_of_module)
 
     def record(self) -> dict:
