@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,6 +14,7 @@ from torch import nn
 from sparse_exp.errors import ConfigError
 from sparse_exp.kernels import SparseKernels
 from sparse_exp.kernels import plan as kernel_plan
+from sparse_exp.sparsity.enforce import MaskEnforcer
 from sparse_exp.sparsity.mask import Mask
 from test_dst import build_session
 
@@ -28,9 +28,14 @@ LAYERS = {
 }
 
 
+def _enforcer(model: nn.Module, mode: str, masks: dict) -> MaskEnforcer:
+    params = {n: p for n, p in model.named_parameters() if n in masks}
+    return MaskEnforcer(params, Mask(masks), mode, 0.0)
+
+
 def _install(model: nn.Module, masks: dict, mode: str, kernels: str = "on") -> SparseKernels:
     plan = SparseKernels(kernels)
-    plan.install(model, SimpleNamespace(mode=mode, mask=Mask(masks)))
+    plan.install(model, _enforcer(model, mode, masks))
     return plan
 
 
@@ -81,7 +86,7 @@ def test_off_dense_and_unmasked_layers_stay_plain():
     plan = _install(model, masks, "prune", "on")
     assert list(plan.layers) == ["0.weight"] and plan.summary()["layers"]["1.weight"] == {"dense": "nothing masked"}
     bf16 = SparseKernels("auto", precision="bf16")
-    bf16.install(model, SimpleNamespace(mode="prune", mask=Mask(masks)))
+    bf16.install(model, _enforcer(model, "prune", masks))
     assert not bf16.active and "precision bf16" in bf16.dense["0.weight"]
 
 
@@ -114,7 +119,7 @@ def test_auto_uses_a_sparse_product_only_where_measured_faster(monkeypatch):
     masks = {"0.weight": torch.rand(40, 50) < 0.05, "1.weight": torch.rand(30, 40) < 0.05,
              "2.weight": torch.rand(20, 30) < 0.9}  # above MAX_DENSITY: dense without measuring
     plan = SparseKernels("auto", timer=timer)
-    plan.install(model, SimpleNamespace(mode="prune", mask=Mask(masks)))
+    plan.install(model, _enforcer(model, "prune", masks))
     model.eval()
     with torch.no_grad():
         model(torch.randn(3, 50))  # evaluation before any training step decides nothing
@@ -130,17 +135,17 @@ def test_auto_uses_a_sparse_product_only_where_measured_faster(monkeypatch):
     assert record["forward"] == "sparse" and record["grad_weight"] == "dense"
     assert record["measured_ms"]["forward"] == {"dense": 1000.0, "sparse": 500.0}
     # a rebuilt structure (a mask update at the same density) reuses the decision; a resumed run too
-    plan.install(model, SimpleNamespace(mode="prune", mask=Mask(masks)))
+    plan.install(model, _enforcer(model, "prune", masks))
     model(torch.randn(3, 50))
     assert calls == ["0.weight", "1.weight"] and plan.layers["0.weight"].use == expected
     resumed = SparseKernels("auto", timer=timer)
     resumed.load_state_dict(json.loads(json.dumps(plan.state_dict())))
-    resumed.install(model, SimpleNamespace(mode="prune", mask=Mask(masks)))
+    resumed.install(model, _enforcer(model, "prune", masks))
     model(torch.randn(3, 50))
     assert calls == ["0.weight", "1.weight"] and resumed.layers["1.weight"].use == expected
     # frozen layers: only the weight gradient is a candidate
     frozen = SparseKernels("auto", timer=timer)
-    frozen.install(model, SimpleNamespace(mode="freeze", mask=Mask(masks)))
+    frozen.install(model, _enforcer(model, "freeze", masks))
     model(torch.randn(3, 50))
     assert frozen.layers["0.weight"].allowed == ("grad_weight",)
     assert not any(frozen.layers["0.weight"].use.values())  # grad_weight measured slower
@@ -148,7 +153,7 @@ def test_auto_uses_a_sparse_product_only_where_measured_faster(monkeypatch):
     for speedup, expected in ((1.9, False), (2.1, True)):
         timer, _ = _fake_timer({"forward": (1.0, 1.0), "grad_input": (1.0, 1.0), "grad_weight": (speedup, 1.0)})
         alone = SparseKernels("auto", timer=timer)
-        alone.install(model, SimpleNamespace(mode="freeze", mask=Mask(masks)))
+        alone.install(model, _enforcer(model, "freeze", masks))
         model(torch.randn(3, 50))
         assert alone.layers["0.weight"].use["grad_weight"] is expected
 
@@ -157,7 +162,7 @@ def test_auto_keeps_convolutions_with_huge_columns_dense_unmeasured():
     timer, calls = _fake_timer({"forward": (1.0, 0.1), "grad_input": (1.0, 0.1), "grad_weight": (1.0, 0.1)})
     conv = nn.Conv2d(64, 64, 3, padding=1)
     plan = SparseKernels("auto", timer=timer)
-    plan.install(nn.Sequential(conv), SimpleNamespace(mode="prune", mask=Mask({"0.weight": torch.rand(64, 64, 3, 3) < 0.01})))
+    plan.install(nn.Sequential(conv), _enforcer(nn.Sequential(conv), "prune", {"0.weight": torch.rand(64, 64, 3, 3) < 0.01}))
     kernel = plan.layers["0.weight"]
     plan.decide(kernel, torch.empty(8, 64, 32, 32, device="meta"))  # 8 x 576 x 1024 columns: 18 MB
     assert calls == ["0.weight"] and all(kernel.use.values())
@@ -174,6 +179,51 @@ def test_auto_measures_real_products():
     assert all(d > 0 and s > 0 for d, s in timings.values())
     # an input without gradient (a first layer): dL/dX is never computed, so it is not timed
     assert set(kernel_plan.measure_products(plan.layers["0.weight"], torch.randn(64, 400))) == {"forward", "grad_weight"}
+
+
+def _sgd_steps(kept: bool, mode: str, momentum: float, nesterov: bool, dampening: float, maximize: bool):
+    """Three SGD steps of a two-layer model through the enforcer and the optimizer as the trainer runs
+    them; with `kept`, layer 0 is in the enforcer's kept_index (the step at its trained entries)."""
+    from types import SimpleNamespace
+
+    from sparse_exp.training.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(9, 7), nn.Linear(7, 3), nn.Linear(3, 2))
+    masks = {"0.weight": torch.rand(7, 9) < 0.3, "1.weight": torch.rand(3, 7) < 0.5, "2.weight": torch.rand(2, 3) < 0.5}
+    enforcer = MaskEnforcer({n: p for n, p in model.named_parameters() if n in masks}, Mask(masks), mode, 0.05)
+    cfg = SimpleNamespace(optimizer="sgd", lr=0.1, momentum=momentum, nesterov=nesterov, weight_decay=0.05)
+    optimizer = build_optimizer(model, enforcer, cfg)
+    for group in optimizer.param_groups:
+        group.update(dampening=dampening, maximize=maximize)
+    enforcer.apply_(optimizer)
+    if kept:  # layer 0 with a gradient, layer 2 without one (unused by the forward): both step kept entries only
+        for name in ("0.weight", "2.weight"):
+            enforcer.kept_index[id(model.get_submodule(name[0]).weight)] = masks[name].reshape(-1).nonzero().squeeze(1)
+    history = []
+    for step in range(3):
+        optimizer.zero_grad(set_to_none=True)
+        model[1](torch.relu(model[0](torch.randn(5, 9)))).pow(2).sum().backward()
+        enforcer.prepare_gradients()
+        optimizer.step()
+        history.append([t.detach().clone() for p in model.parameters() for t in
+                        [p] + [v for v in optimizer.state[p].values() if isinstance(v, torch.Tensor)]])
+    return history
+
+
+@pytest.mark.parametrize("mode", ["prune", "freeze"])
+@pytest.mark.parametrize("momentum, nesterov, dampening, maximize",
+                         [(0.9, False, 0.0, False), (0.9, True, 0.0, False), (0.5, False, 0.2, True), (0.0, False, 0.0, False)])
+def test_sgd_at_the_kept_entries_equals_the_dense_step(mode, momentum, nesterov, dampening, maximize):
+    """kernels/update.py against the enforcer's fold + torch.optim.SGD over every entry: the same
+    parameters and momentum buffers (the first step creates the buffer) after each of three steps."""
+    dense = _sgd_steps(False, mode, momentum, nesterov, dampening, maximize)
+    kept = _sgd_steps(True, mode, momentum, nesterov, dampening, maximize)
+    for a, b in zip(dense, kept):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            torch.testing.assert_close(y, x, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(dense[0][0], dense[2][0])  # the steps did move layer 0
 
 
 def _losses(make_cfg, tmp_path, kernels: str, *overrides):
@@ -222,6 +272,8 @@ def test_run_records_kernels_in_metrics(run_experiment):
     fc1 = record["layers"]["fc1.weight"]
     assert fc1["density"] < 0.05 and "measured_ms" in fc1
     assert {fc1[p] for p in ("forward", "grad_input", "grad_weight")} <= {"sparse", "dense"}
+    # SGD steps fc1 (235,200 entries, about 1% trained) at its kept entries; fc3 (1,000 entries) densely
+    assert fc1["update"] == "kept entries" and record["layers"]["fc3.weight"]["update"] == "dense"
 
 
 @pytest.mark.parametrize("override, message", [

@@ -38,6 +38,7 @@ class CSRStructure:
         self.index_t = (index_t % rows) * cols + index_t // rows  # (c, r) of the transpose -> r * cols + c
         self.nnz = int(self.index.numel())
         self.numel = rows * cols
+        self._coo_indices = None  # the kept entries' coordinates in the parameter's shape (sampled(coo=True))
         self._pattern = torch.sparse_csr_tensor(self.crow, self.col, torch.zeros(self.nnz, device=mask.device),
                                                 self.shape, check_invariants=False)
 
@@ -55,11 +56,19 @@ class CSRStructure:
         return torch.sparse_csr_tensor(self.crow_t, self.col_t, weight.reshape(-1).index_select(0, self.index_t),
                                        self.shape[::-1], check_invariants=False)
 
-    def sampled(self, a: torch.Tensor, b: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """(a @ b) at the kept entries only, scattered into a zero tensor shaped like the parameter:
-        the weight gradient dL/dW = dL/dY^T X of the trained entries (its other entries are masked anyway)."""
+    def sampled(self, a: torch.Tensor, b: torch.Tensor, like: torch.Tensor, coo: bool = False) -> torch.Tensor:
+        """(a @ b) at the kept entries only, shaped like the parameter: the weight gradient
+        dL/dW = dL/dY^T X of the trained entries (its other entries are masked anyway). Scattered into
+        a dense zero tensor, or with `coo` a sparse COO tensor of the kept entries in `index` order (for
+        the SGD step at the kept entries, kernels/update.py: no fill of a dense gradient, measured up to
+        0.6 ms a step for LeNet-300-100's fc1 as that memory is cold)."""
         pattern = self._pattern if self._pattern.dtype == a.dtype else self._pattern.to(a.dtype)
         values = torch.sparse.sampled_addmm(pattern, a, b, beta=0.0).values()
+        if coo:
+            if self._coo_indices is None or self._coo_indices.shape[0] != like.dim():
+                self._coo_indices = torch.stack(torch.unravel_index(self.index, like.shape))
+            return torch.sparse_coo_tensor(self._coo_indices, values, like.shape, is_coalesced=True,
+                                           check_invariants=False)
         out = torch.zeros_like(like)  # not a view: autograd then takes it as the .grad without a copy
         out.view(-1).scatter_(0, self.index, values)
         return out

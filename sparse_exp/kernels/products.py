@@ -12,6 +12,8 @@ In freeze mode (FreezeNet) the frozen entries are non-zero and take part in the 
 dL/dX, so only grad_weight may be sparse (the gradient of the trained entries).
 `SparseLayerFunction` runs a layer with each product dense or sparse as its kernel's plan says;
 `dense_weight_grad` asks for the full dL/dW in the steps where a method reads it (RigL's regrowth).
+A layer whose SGD step runs at its kept entries (kernels/update.py) gets a sparse dL/dW (COO, the kept
+entries only) instead of a dense one that is zero elsewhere.
 """
 from __future__ import annotations
 
@@ -58,11 +60,11 @@ class LinearProducts:
             return gy.matmul(w)
         return (structure.matrix_t(w) @ flat).t().reshape(x.shape)
 
-    def grad_weight(self, gy, flat, x, w, structure, sparse: bool, columns=None):
+    def grad_weight(self, gy, flat, x, w, structure, sparse: bool, columns=None, coo: bool = False):
         if not sparse:
             return gy.reshape(-1, self.out_features).t() @ self.flat(x)
         columns = self.columns(x) if columns is None else columns
-        return structure.sampled(flat, columns.t(), w)
+        return structure.sampled(flat, columns.t(), w, coo)
 
     def bias_dims(self, gy) -> tuple[int, ...]:
         return tuple(range(gy.dim() - 1))
@@ -110,11 +112,11 @@ class ConvProducts:
         gcols = gcols.view(gcols.shape[0], x.shape[0], -1).transpose(0, 1)
         return F.fold(gcols, x.shape[2:], self.kernel_size, self.dilation, self.padding, self.stride)
 
-    def grad_weight(self, gy, flat, x, w, structure, sparse: bool, columns=None):
+    def grad_weight(self, gy, flat, x, w, structure, sparse: bool, columns=None, coo: bool = False):
         if not sparse:
             return torch.nn.grad.conv2d_weight(x, w.shape, gy, self.stride, self.padding, self.dilation)
         columns = self.columns(x) if columns is None else columns
-        return structure.sampled(flat, columns.t(), w)
+        return structure.sampled(flat, columns.t(), w, coo)
 
     def bias_dims(self, gy) -> tuple[int, ...]:
         return (0, 2, 3)
@@ -160,8 +162,8 @@ class SparseLayerFunction(torch.autograd.Function):
         flat = products.flat_grad(gy) if sparse_gx or sparse_gw else None
         if ctx.needs_input_grad[0]:
             gx = products.grad_input(gy, flat, x, weight, structure, sparse_gx)
-        if ctx.needs_input_grad[1]:
-            gw = products.grad_weight(gy, flat, x, weight, structure, sparse_gw, columns)
+        if ctx.needs_input_grad[1]:  # sparse COO where SGD steps this layer at its kept entries (kernels/update.py)
+            gw = products.grad_weight(gy, flat, x, weight, structure, sparse_gw, columns, kernel.sparse_grad())
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = gy.sum(products.bias_dims(gy))
         return gx, gw, gb, None

@@ -53,6 +53,11 @@ class MaskEnforcer:
         self.weight_decay = weight_decay
         self.decay_frozen = decay_frozen
         self.decoupled = False  # AdamW's decoupled decay (see the module docstring)
+        # id(parameter) -> flat positions of its trained entries, for the layers whose SGD step runs at those
+        # entries only (kernels/update.py: sparse kernels fill it, training/optim.py's SGD hook sets
+        # kept_entry_step); prepare_gradients leaves their gradient to that step
+        self.kept_index: dict[int, torch.Tensor] = {}
+        self.kept_entry_step = False
         self.mask = mask.check(self.params)
         self._refresh_float_masks()
 
@@ -63,6 +68,11 @@ class MaskEnforcer:
     @property
     def active(self) -> bool:
         return self.mode != "dense"
+
+    def updates_only_trained_entries(self) -> bool:
+        """Whether an optimizer step may skip the masked entries (kernels/update.py): true where they do not
+        change at all, i.e. pruned entries and frozen ones without FreezeNet-WD's decay."""
+        return self.mode == "prune" or (self.mode == "freeze" and not self.decay_frozen)
 
     def decay_in_optimizer(self) -> bool:
         """Whether the optimizer should apply weight decay to the masked parameters itself."""
@@ -83,20 +93,26 @@ class MaskEnforcer:
         """Called between backward() and optimizer.step()."""
         if not self.active:
             return
-        grads = [p.grad for p in self._plist]
+        params, masks = self._plist, self._mlist
+        if self.kept_entry_step and self.kept_index:
+            rest = [i for i, p in enumerate(params) if id(p) not in self.kept_index]
+            params, masks = [params[i] for i in rest], [masks[i] for i in rest]
+        grads = [p.grad for p in params]
         if any(g is None for g in grads):
-            grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, self._plist)]
-            for p, g in zip(self._plist, grads):
+            grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)]
+            for p, g in zip(params, grads):
                 p.grad = g
         wd = 0.0 if self.decoupled else self.weight_decay
+        if not grads:
+            return
         if self.mode == "freeze" and self.decay_frozen:
-            torch._foreach_mul_(grads, self._mlist)
+            torch._foreach_mul_(grads, masks)
             if wd:
-                torch._foreach_add_(grads, self._plist, alpha=wd)
+                torch._foreach_add_(grads, params, alpha=wd)
         else:
             if wd:
-                torch._foreach_add_(grads, self._plist, alpha=wd)
-            torch._foreach_mul_(grads, self._mlist)
+                torch._foreach_add_(grads, params, alpha=wd)
+            torch._foreach_mul_(grads, masks)
 
     @torch.no_grad()
     def decoupled_decay_(self, lr: float) -> None:
@@ -114,13 +130,15 @@ class MaskEnforcer:
     def trained_grad_l1(self) -> float:
         """Sum of |dL/dθ| over the trained prunable entries (Figs. 3.1, 3.5b): the loss gradient only,
         so call it before `prepare_gradients` folds the weight decay in."""
-        pairs = [(p.grad, m) for p, m in zip(self._plist, self._mlist) if p.grad is not None]
-        if not pairs:
+        pairs = [(p.grad, m) for p, m in zip(self._plist, self._mlist) if p.grad is not None and not p.grad.is_sparse]
+        # a sparse gradient (sparse kernels, kernels/csr.py) holds the trained entries only
+        kept = [p.grad._values() for p in self._plist if p.grad is not None and p.grad.is_sparse]
+        if not pairs and not kept:
             return 0.0
         grads = [g for g, _ in pairs]
-        if self.active:
+        if self.active and grads:
             grads = torch._foreach_mul(grads, [m for _, m in pairs])
-        return float(torch.stack(torch._foreach_norm(grads, 1)).sum())
+        return float(torch.stack(torch._foreach_norm([*grads, *kept], 1)).sum())
 
     @torch.no_grad()
     def set_mask(self, mask: Mask, optimizer: torch.optim.Optimizer | None = None, regrown_value: float = 0.0) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sparse_exp.kernels.update import kept_entry_sgd_
 from sparse_exp.sparsity.enforce import MaskEnforcer
 
 ROLES = ("decay", "prunable", "no_decay")
@@ -39,6 +40,9 @@ def build_optimizer(model: nn.Module, enforcer: MaskEnforcer, tcfg) -> torch.opt
     kind = getattr(tcfg, "optimizer", "sgd")
     if kind == "sgd":
         optimizer = torch.optim.SGD(param_groups, lr=tcfg.lr, momentum=tcfg.momentum, nesterov=tcfg.nesterov)
+        # layers on sparse kernels step at their trained entries only (kernels/update.py)
+        optimizer.register_step_pre_hook(lambda opt, args, kwargs: kept_entry_sgd_(opt, enforcer))
+        enforcer.kept_entry_step = True
     else:
         cls = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
         optimizer = cls(param_groups, lr=tcfg.lr, betas=tuple(tcfg.betas), eps=tcfg.eps)

@@ -1,0 +1,67 @@
+"""SGD at the kept entries only: the update of a sparse layer costs its nnz, not its dense size.
+
+With a mask, the entries an SGD step changes are the trained ones: sparsity/enforce.py masks the
+gradient (g <- (g + wd p) m), and momentum is exactly zero wherever m = 0, so a pruned entry stays
+0 and a frozen one keeps its value. Masked dense training still runs the weight-decay fold, the
+momentum update and `p -= lr * d` over every entry (bench_sparse.py: for LeNet-300-100 at 1% the
+optimizer and the enforcer over fc1 cost more in a step than fc1's sparse products).
+
+For the layers `SparseKernels` lists in `enforcer.kept_index` (id of the parameter -> flat positions of
+the trained entries) this step pre-hook of torch.optim.SGD does the same arithmetic on the gathered entries:
+
+    g_k = g[k] + wd p[k]                         the enforcer's fold where m = 1 (p[k] is trained)
+    b_k = momentum b[k] + (1 - dampening) g_k    torch.optim.SGD's buffer (b_k = g_k at its first step)
+    d_k = g_k + momentum b_k if nesterov else b_k
+    p[k] -= lr d_k
+
+and scatters p[k] and b[k] back. The momentum buffer stays a dense tensor in the optimizer's state (zero
+at masked entries, as the dense path leaves it), so checkpoints, resumes, mask changes and LTH
+rewinds see the same state as without this hook. The parameter's `.grad` is then set to None so that
+SGD's own loop skips it. Not used: with Adam/AdamW (their per-parameter step counters and moments stay
+dense), for FreezeNet-WD (frozen entries decay too) and with `trainer.sparse_kernels=off`.
+"""
+from __future__ import annotations
+
+import torch
+
+
+@torch.no_grad()
+def kept_entry_sgd_(optimizer: torch.optim.SGD, enforcer) -> None:
+    """Update the parameters of `enforcer.kept_index` at their kept entries; the rest is SGD's."""
+    if not enforcer.kept_index:
+        return
+    for group in optimizer.param_groups:
+        momentum, dampening, nesterov = group["momentum"], group["dampening"], group["nesterov"]
+        lr, weight_decay = group["lr"], group["weight_decay"]
+        for p in group["params"]:
+            index = enforcer.kept_index.get(id(p))
+            if index is None:
+                continue
+            flat = p.view(-1)
+            values = flat.index_select(0, index)
+            grad = p.grad
+            if grad is None:  # a layer the forward did not use; the enforcer would have given it zeros
+                g = torch.zeros_like(values)
+            elif grad.is_sparse:  # from sparse kernels: dL/dW at exactly these entries, in this order (kernels/csr.py)
+                g = grad._values()
+            else:
+                g = grad.view(-1).index_select(0, index)
+            if enforcer.weight_decay:  # MaskEnforcer.prepare_gradients's fold, which skipped this parameter
+                g.add_(values, alpha=enforcer.weight_decay)
+            if group["maximize"]:  # then SGD's own steps, in its order
+                g.neg_()
+            if weight_decay:
+                g.add_(values, alpha=weight_decay)
+            d = g
+            if momentum:
+                state = optimizer.state[p]
+                buf = state.get("momentum_buffer")
+                if buf is None:  # SGD's first step: the buffer is the gradient (zero at masked entries)
+                    state["momentum_buffer"] = buf = torch.zeros_like(p)
+                    b = g.clone()
+                else:
+                    b = buf.view(-1).index_select(0, index).mul_(momentum).add_(g, alpha=1 - dampening)
+                buf.view(-1).scatter_(0, index, b)
+                d = g.add(b, alpha=momentum) if nesterov else b
+            flat.scatter_(0, index, values.add_(d, alpha=-lr))
+            p.grad = None
