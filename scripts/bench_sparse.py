@@ -6,7 +6,8 @@ SET/RigL, eq. A.76) is trained three ways from the same weights: masked dense (`
 SGD with momentum and weight decay. Steps of the three alternate (rotating the order) in one process
 and are timed in CPU time (time.process_time: other processes on the machine slow all three alike
 and do not enter a one-thread process's CPU time); the speed-up is the ratio of the medians,
-off / auto and off / on. `auto` decides during the warm-up steps, as in a run. The losses of the
+off / auto and off / on. `auto` measures its products and runs its whole-step trial (kernels/trial.py)
+during the warm-up steps, as in a run. The losses of the
 first step of the three are checked to agree (float rounding; later steps drift apart, as BatchNorm
 over VGG-16's near-constant channels amplifies rounding; tests/test_sparse_kernels.py compares 200
 steps of the LeNets).
@@ -63,13 +64,15 @@ def stepper(name: str, shape, q: float, mode: str, kernels: str):
     model.train()
     losses = []
 
-    def step(x, y):
+    def step(x, y):  # as the trainer's step, with the kernels' step bracket (auto's whole-step trial)
+        plan.begin_step()
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x), y)
         loss.backward()
         enforcer.prepare_gradients()
         opt.step()
-        losses.append(float(loss))
+        plan.end_step()
+        losses.append(float(loss.detach()))
 
     return step, plan, losses
 
@@ -79,7 +82,10 @@ def bench(name: str, shape, batch: int, q: float, mode: str, triples: int) -> di
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(batch, *shape, generator=gen)
     y = torch.randint(0, 10, (batch,), generator=gen)
-    for _ in range(3):  # warm-up; auto measures and decides in the first of these steps
+    for _ in range(3):  # warm-up; auto measures the products in the first of these steps
+        for kind in KINDS:
+            runs[kind][0](x, y)
+    while not runs["auto"][1].settled:  # auto's whole-step trial (kernels/trial.py), as in a run
         for kind in KINDS:
             runs[kind][0](x, y)
     cpu = {kind: [] for kind in KINDS}
@@ -99,6 +105,7 @@ def bench(name: str, shape, batch: int, q: float, mode: str, triples: int) -> di
         "model": name, "q": q, "mode": mode, "batch": batch,
         "dense_step_ms": 1e3 * med["off"], "auto_step_ms": 1e3 * med["auto"], "on_step_ms": 1e3 * med["on"],
         "auto_speedup": med["off"] / med["auto"], "on_speedup": med["off"] / med["on"],
+        "auto_plan": runs["auto"][1].plan, "auto_trial_ms": runs["auto"][1].summary().get("step_trial_ms"),
         "auto_sparse": {n: [p for p in ("forward", "grad_input", "grad_weight") if r.get(p) == "sparse"]
                         for n, r in layers.items() if any(r.get(p) == "sparse" for p in ("forward", "grad_input", "grad_weight"))},
         "densities": {n: round(r["density"], 5) for n, r in layers.items() if "density" in r},
@@ -119,7 +126,7 @@ def main() -> None:
         sparse = "; ".join(f"{n.rsplit('.', 1)[0]} {'/'.join(p)}" for n, p in r["auto_sparse"].items()) or "none"
         print(f"{name:<9} q={q:<6} {mode:<6} batch {batch:>3}: step masked dense {r['dense_step_ms']:8.2f} ms, "
               f"auto {r['auto_step_ms']:8.2f} ms ({r['auto_speedup']:.2f}x), on {r['on_step_ms']:8.2f} ms "
-              f"({r['on_speedup']:.2f}x) | auto sparse: {sparse}", flush=True)
+              f"({r['on_speedup']:.2f}x) | auto plan {r['auto_plan']}, sparse: {sparse}", flush=True)
 
     def pick(model, q, mode="prune"):
         return next((r["auto_speedup"] for r in results if (r["model"], r["q"], r["mode"]) == (model, q, mode)), None)

@@ -158,6 +158,62 @@ def test_auto_uses_a_sparse_product_only_where_measured_faster(monkeypatch):
         assert alone.layers["0.weight"].use["grad_weight"] is expected
 
 
+@pytest.mark.parametrize("durations, expected", [
+    ({"measured": 3.0, "sparse": 2.0, "dense": 4.0}, "sparse"),
+    ({"measured": 3.0, "sparse": 3.5, "dense": 4.0}, "measured"),
+    ({"measured": 3.9, "sparse": 3.95, "dense": 4.0}, "dense"),  # within MIN_STEP_SPEEDUP (3%): stay dense
+])
+def test_auto_chooses_its_plan_by_timing_whole_steps(durations, expected):
+    """kernels/trial.py: after the products are measured, ROUNDS steps of each distinct plan (rotated
+    order); the fastest median wins, a non-dense plan only if 3% faster than dense. RigL's dense-dL/dW
+    steps are not timed; the choice is applied, recorded, and a resumed run reuses it untimed."""
+    from sparse_exp.kernels import trial
+
+    timer, _ = _fake_timer({"forward": (1.0, 0.5), "grad_input": (1.0, 2.0), "grad_weight": (1.0, 2.0)})
+    model = nn.Sequential(nn.Linear(300, 250), nn.Linear(250, 10))  # 75,000 entries: kept-entry SGD at 1%
+    masks = {"0.weight": torch.rand(250, 300) < 0.01, "1.weight": torch.rand(10, 250) < 0.5}  # 1: too dense
+
+    def start(state=None):
+        kernels = SparseKernels("auto", timer=timer)
+        kernels.load_state_dict(state)
+        kernels.install(model, _enforcer(model, "prune", masks))
+        clock = [0.0]
+        kernels._clock = lambda: clock[0]
+        return kernels, clock
+
+    def steps(kernels, clock, n, dense_weight_grad=False):
+        plans = []
+        for _ in range(n):
+            kernels.begin_step(dense_weight_grad)
+            model(torch.randn(4, 300)).sum().backward()
+            plans.append(kernels.plan)
+            clock[0] += durations[kernels.plan]
+            kernels.end_step()
+        return plans
+
+    kernels, clock = start()
+    layer = kernels.layers["0.weight"]
+    assert steps(kernels, clock, 1) == ["measured"] and layer.measured_use == {  # products measured in step 1
+        "forward": True, "grad_input": False, "grad_weight": False}
+    assert not kernels.settled and steps(kernels, clock, 2, dense_weight_grad=True) == ["measured", "measured"]
+    assert kernels.trial.steps == 0  # RigL's steps with the full dL/dW are not timed
+    tried = steps(kernels, clock, 3 * trial.ROUNDS)
+    assert tried[:6] == ["measured", "sparse", "dense", "sparse", "dense", "measured"]
+    assert sorted(tried) == sorted(trial.PLANS * trial.ROUNDS)
+    assert kernels.settled and kernels.plan == expected and steps(kernels, clock, 2) == [expected] * 2
+    use = {"measured": {"forward": True, "grad_input": False, "grad_weight": False},
+           "sparse": {"forward": True, "grad_input": True, "grad_weight": True},
+           "dense": {"forward": False, "grad_input": False, "grad_weight": False}}[expected]
+    assert layer.use == use
+    assert not any(kernels.layers["1.weight"].use.values())  # above MAX_DENSITY: dense under every plan
+    assert (id(layer.module.weight) in kernels.enforcer.kept_index) == (expected != "dense")
+    assert ("forward" in layer.module.__dict__) == (expected != "dense")  # dense: the plain forward again
+    summary = kernels.summary()
+    assert summary["plan"] == expected and summary["step_trial_ms"] == pytest.approx({p: 1e3 * d for p, d in durations.items()})
+    resumed, clock = start(json.loads(json.dumps(kernels.state_dict())))
+    assert steps(resumed, clock, 2) == ["measured", expected] and resumed.settled and resumed.trial is None
+
+
 def test_auto_keeps_convolutions_with_huge_columns_dense_unmeasured():
     timer, calls = _fake_timer({"forward": (1.0, 0.1), "grad_input": (1.0, 0.1), "grad_weight": (1.0, 0.1)})
     conv = nn.Conv2d(64, 64, 3, padding=1)
@@ -179,6 +235,36 @@ def test_auto_measures_real_products():
     assert all(d > 0 and s > 0 for d, s in timings.values())
     # an input without gradient (a first layer): dL/dX is never computed, so it is not timed
     assert set(kernel_plan.measure_products(plan.layers["0.weight"], torch.randn(64, 400))) == {"forward", "grad_weight"}
+
+
+def test_which_layers_sgd_steps_at_their_kept_entries():
+    """auto: layers of >= 65,536 weights at <= 5% density (kernel_plan.KEPT_UPDATE_*); on: every sparse
+    layer; never where masked entries change (FreezeNet-WD) or without SGD (Adam keeps them dense)."""
+    from types import SimpleNamespace
+
+    from sparse_exp.training.optim import build_optimizer
+
+    model = nn.Sequential(nn.Linear(400, 300), nn.Linear(300, 400), nn.Linear(30, 20))  # 120,000 / 120,000 / 600
+    masks = {"0.weight": torch.rand(300, 400) < 0.01, "1.weight": torch.rand(400, 300) < 0.1,
+             "2.weight": torch.rand(20, 30) < 0.02}
+    sgd = SimpleNamespace(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=False, weight_decay=0.0)
+    adam = SimpleNamespace(optimizer="adam", lr=0.1, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+
+    def kept_layers(kernels: str, mode: str, cfg=sgd, decay_frozen: bool = False):
+        enforcer = MaskEnforcer({n: p for n, p in model.named_parameters() if n in masks}, Mask(masks), mode, 0.0,
+                                decay_frozen)
+        plan = SparseKernels(kernels)
+        plan.install(model, enforcer)
+        build_optimizer(model, enforcer, cfg)
+        layers = plan.summary()["layers"]
+        return sorted(n for n, r in layers.items() if r.get("update") == "kept entries")
+
+    assert kept_layers("auto", "prune") == ["0.weight"]
+    assert kept_layers("auto", "freeze") == ["0.weight"]
+    assert kept_layers("on", "prune") == ["0.weight", "1.weight", "2.weight"]
+    assert kept_layers("on", "freeze", decay_frozen=True) == []  # FreezeNet-WD decays the frozen entries too
+    assert kept_layers("on", "prune", adam) == []
+    assert kept_layers("off", "prune") == []
 
 
 def _sgd_steps(kept: bool, mode: str, momentum: float, nesterov: bool, dampening: float, maximize: bool):
@@ -224,6 +310,38 @@ def test_sgd_at_the_kept_entries_equals_the_dense_step(mode, momentum, nesterov,
         for x, y in zip(a, b):
             torch.testing.assert_close(y, x, rtol=1e-6, atol=1e-7)
     assert not torch.equal(dense[0][0], dense[2][0])  # the steps did move layer 0
+
+
+@pytest.mark.parametrize("case", ["linear", "conv_strided"])
+def test_a_layer_stepped_at_its_kept_entries_gets_a_sparse_gradient(case):
+    """Where SGD steps a layer at its kept entries, backward hands over dL/dW as a sparse COO tensor
+    of those entries (kernels/csr.py), equal to the dense masked gradient; elsewhere it stays dense."""
+    torch.manual_seed(0)
+    make, shape = LAYERS[case]
+    layer = make()
+    mask = torch.rand_like(layer.weight) < 0.2
+    with torch.no_grad():
+        layer.weight.mul_(mask)
+    model = nn.Sequential(layer)
+    enforcer = _enforcer(model, "prune", {"0.weight": mask})
+    plan = SparseKernels("on")
+    plan.install(model, enforcer)
+    x = torch.randn(shape)
+    model(x).square().sum().backward()  # no SGD optimizer has hooked the enforcer yet: dense
+    dense, l1 = layer.weight.grad.clone(), enforcer.trained_grad_l1()
+    assert not dense.is_sparse and plan.summary()["layers"]["0.weight"]["update"] == "dense"
+    enforcer.kept_entry_step = True  # what training/optim.py does for SGD
+    layer.weight.grad = None
+    model(x).square().sum().backward()
+    grad = layer.weight.grad
+    assert grad.is_sparse and grad._nnz() == int(mask.sum())
+    torch.testing.assert_close(grad.to_dense(), dense, rtol=1e-5, atol=1e-6)
+    assert enforcer.trained_grad_l1() == pytest.approx(l1, rel=1e-5)  # Figs. 3.1/3.5b read it at log steps
+    assert plan.summary()["layers"]["0.weight"]["update"] == "kept entries"
+    layer.weight.grad = None
+    plan.dense_weight_grad = True  # a step whose full dL/dW a method reads (RigL): dense
+    model(x).square().sum().backward()
+    assert not layer.weight.grad.is_sparse and layer.weight.grad[~mask].abs().sum() > 0
 
 
 def _losses(make_cfg, tmp_path, kernels: str, *overrides):

@@ -16,6 +16,11 @@ rounding) without the multiplications by zero.
         dense unmeasured. So the threshold is measured for this machine, this
         layer shape and this batch, and auto never puts a product on a slower kernel (up to noise).
 
+With SGD (the papers' optimizer) a layer also *updates* only its trained entries (kernels/update.py:
+the weight-decay fold, momentum and step on the nnz values, dL/dW handed over as a sparse tensor) under
+`on`, and under `auto` where the layer is at most `KEPT_UPDATE_MAX_DENSITY` dense and has at least
+`KEPT_UPDATE_MIN_NUMEL` entries (below that the gathers cost more than the dense update saves).
+
 Masks that change (SET, RigL, GMP, LTH rounds) rebuild the structure at every update
 (`install` again); a decision is reused for the same shape and density bucket. A method that reads
 the full weight gradient at a step (RigL's regrowth) says so through `Method.needs_dense_gradients`
@@ -37,6 +42,7 @@ from torch import nn
 from sparse_exp import distributed
 from sparse_exp.kernels.csr import CSRStructure
 from sparse_exp.kernels.products import PRODUCTS, SparseLayerFunction, products_for
+from sparse_exp.kernels.trial import PLANS, StepTrial
 
 log = logging.getLogger("sparse_exp")
 
@@ -67,7 +73,11 @@ class LayerKernel:
         self.use: Optional[dict[str, bool]] = None  # product -> sparse?, decided at the first training step
         self.measured: dict[str, tuple[float, float]] = {}
         self.unmeasured = ""  # why auto kept the layer dense without timing it
+        self.key: Optional[tuple] = None  # what the decision depends on (shapes, density bucket)
+        self.measured_use: Optional[dict[str, bool]] = None  # the products measured faster (plan "measured")
         self.kept_update = False  # whether SGD updates only the trained entries (kernels/update.py)
+        self.kept_measured = False  # the kept-entry step of plan "measured" (KEPT_UPDATE_*)
+        self.kept_sparse = False  # ... of plan "sparse"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         module = self.module
@@ -75,8 +85,6 @@ class LayerKernel:
             if not (module.training and torch.is_grad_enabled()):
                 return type(module).forward(module, x)
             self.owner.decide(self, x)
-            if not any(self.use.values()) and module.__dict__.get("forward") is self:
-                del module.forward  # all dense: the plain forward from now on, without this indirection
         if not any(self.use.values()):
             return type(module).forward(module, x)
         return SparseLayerFunction.apply(x, module.weight, module.bias, self)
@@ -85,6 +93,20 @@ class LayerKernel:
         # A copy of the model (SynFlow's scoring copy, the spatial export) gets the plain forward.
         copy_of_module = memo.get(id(self.module)) or copy.deepcopy(self.module, memo)
         return types.MethodType(type(copy_of_module).forward, copy_of_module)
+
+    def set_plan(self, use: dict[str, bool], kept: bool, final: bool = False) -> None:
+        """Run the products of `use` sparsely and SGD at the kept entries if `kept`; a `final` plan
+        without sparse products restores the module's plain forward (no indirection per call)."""
+        self.use, self.kept_update = dict(use), kept
+        kept_index, pid = self.owner.enforcer.kept_index, id(self.module.weight)
+        if kept:
+            kept_index[pid] = self.structure.index
+        else:
+            kept_index.pop(pid, None)
+        if any(use.values()) or not final:
+            self.module.forward = self
+        elif self.module.__dict__.get("forward") is self:
+            del self.module.forward
 
     def sparse_grad(self) -> bool:
         """Whether dL/dW leaves backward as a sparse COO tensor: where the optimizer steps this layer
@@ -142,6 +164,11 @@ class SparseKernels:
         self.dense_weight_grad = False  # set by the trainer for a step whose dL/dW a method reads in full
         self._decisions: dict[tuple, tuple[dict, dict]] = {}
         self.distributed = False
+        self.trial: Optional[StepTrial] = None  # auto: whole steps choosing a plan (kernels/trial.py)
+        self.plan = "measured"
+        self._timing: Optional[tuple[str, float]] = None
+        self._choices: dict[tuple, str] = {}  # plan key -> the plan the trial chose (kept for resumes)
+        self._last_trial: Optional[StepTrial] = None
         self.enforcer = None  # of the last install; its optimizer (SGD) may step kept entries only (kernels/update.py)
         self.installs = 0
 
@@ -156,6 +183,7 @@ class SparseKernels:
         self.dense = {}
         self.enforcer = enforcer
         self.distributed = distributed.active()
+        self.trial, self.plan = None, "measured"
         enforcer.kept_index.clear()
         if self.mode == "off" or enforcer.mode == "dense":
             return
@@ -176,14 +204,14 @@ class SparseKernels:
                 continue
             allowed = PRODUCTS if enforcer.mode == "prune" else ("grad_weight",)
             kernel = LayerKernel(self, name, module, products, structure, allowed)
-            if self.mode == "on":
-                kernel.use = {p: p in allowed for p in PRODUCTS}
-            if enforcer.updates_only_trained_entries() and (self.mode == "on" or (
-                    structure.density <= KEPT_UPDATE_MAX_DENSITY and structure.numel >= KEPT_UPDATE_MIN_NUMEL)):
-                enforcer.kept_index[id(module.weight)] = structure.index  # SGD at the trained entries (kernels/update.py)
-                kernel.kept_update = True
+            steps_kept = enforcer.updates_only_trained_entries()  # SGD at the trained entries (kernels/update.py)
+            kernel.kept_sparse = steps_kept and (self.mode == "on" or structure.density <= KEPT_UPDATE_MAX_DENSITY)
+            kernel.kept_measured = kernel.kept_sparse and (
+                self.mode == "on" or structure.numel >= KEPT_UPDATE_MIN_NUMEL)
             self.layers[name] = kernel
-            module.forward = kernel
+            kernel.set_plan({p: self.mode == "on" and p in allowed for p in PRODUCTS}, kernel.kept_measured)
+            if self.mode == "auto":
+                kernel.use = None  # decided at the layer's first training step
 
     def uninstall(self) -> None:
         for kernel in self.layers.values():
@@ -201,8 +229,10 @@ class SparseKernels:
         columns_mb = kernel.products.columns_mb(x)
         kernel.unmeasured = (f"density above {MAX_DENSITY}" if density > MAX_DENSITY else
                              f"im2col columns of {columns_mb:.0f} MB" if columns_mb > MAX_COLUMNS_MB else "")
+        kernel.key = key
         if key in self._decisions:
             kernel.use, kernel.measured = (dict(v) for v in self._decisions[key])
+            kernel.measured_use = dict(kernel.use)
             return
         if kernel.unmeasured:
             kernel.use, kernel.measured = {p: False for p in PRODUCTS}, {}
@@ -214,29 +244,123 @@ class SparseKernels:
                 dense, sparse = kernel.measured["grad_weight"]
                 kernel.use["grad_weight"] = dense >= MIN_SPEEDUP_WEIGHT_GRAD_ALONE * sparse
         self._decisions[key] = (dict(kernel.use), dict(kernel.measured))
+        kernel.measured_use = dict(kernel.use)
         chosen = [p for p in PRODUCTS if kernel.use[p]]
         timings = ", ".join(f"{p} {1e3 * d:.2f} -> {1e3 * s:.2f} ms" for p, (d, s) in kernel.measured.items())
         detail = f" [{timings}]" if timings else f" [not measured: {kernel.unmeasured}]"
         log.info(f"sparse kernels: {kernel.name} (density {density:.4f}): "
                  f"{'sparse ' + '/'.join(chosen) if chosen else 'dense'}{detail}")
 
+    # auto, whole steps (kernels/trial.py) -------------------------------------------------------
+    def begin_step(self, dense_weight_grad: bool = False) -> None:
+        """Called by the trainer before a step's forward; `dense_weight_grad` when a method reads the
+        step's full dL/dW (RigL). auto: applies the plan this step runs (a trial step is timed)."""
+        self.dense_weight_grad = dense_weight_grad
+        self._timing = None
+        if self.mode != "auto" or not self.layers or any(k.use is None for k in self.layers.values()):
+            return  # nothing to choose, or the layers measure their products in this step
+        key = tuple((name, k.key) for name, k in self.layers.items())
+        if key in self._choices:
+            if self.trial is not None or self.plan != self._choices[key]:
+                self._apply(self._choices[key], final=True)
+                self.trial = None
+            return
+        if self.trial is None:
+            self.trial = StepTrial(self._distinct_plans())
+        plan = self.trial.next_plan()
+        self._apply(plan)
+        if not dense_weight_grad:  # a step with RigL's dense dL/dW is not a typical step
+            self._sync()
+            self._timing = (plan, self._clock())
+
+    def end_step(self) -> None:
+        """Called by the trainer after the optimizer step."""
+        if self._timing is None:
+            return
+        self._sync()
+        plan, t0 = self._timing
+        self._timing = None
+        self.trial.record(plan, self._clock() - t0)
+        if self.trial.done:
+            choice = self.trial.choice()
+            self._choices[tuple((name, k.key) for name, k in self.layers.items())] = choice
+            self._apply(choice, final=True)
+            self._last_trial, self.trial = self.trial, None
+            medians = ", ".join(f"{p} {1e3 * t:.2f} ms" for p, t in self._last_trial.medians().items())
+            log.info(f"sparse kernels: whole steps chose plan '{choice}' (median step: {medians})")
+
+    @property
+    def settled(self) -> bool:
+        """Whether auto has chosen its plan for the current masks (always for on and off)."""
+        return self.mode != "auto" or not self.layers or (self.trial is None and all(
+            k.use is not None for k in self.layers.values()) and self._choices.get(
+            tuple((name, k.key) for name, k in self.layers.items())) == self.plan)
+
+    def _assignment(self, plan: str) -> dict[str, tuple[tuple[bool, ...], bool]]:
+        """layer -> (sparse? per product, kept-entry step?) under `plan`."""
+        out = {}
+        for name, k in self.layers.items():
+            if plan == "measured":
+                use, kept = k.measured_use, k.kept_measured
+            elif plan == "sparse":
+                use, kept = {p: p in k.allowed and not k.unmeasured for p in PRODUCTS}, k.kept_sparse
+            else:
+                use, kept = {p: False for p in PRODUCTS}, False
+            out[name] = (tuple(use[p] for p in PRODUCTS), kept)
+        return out
+
+    def _distinct_plans(self) -> tuple[str, ...]:
+        plans, seen = [], []
+        for plan in PLANS:
+            assignment = self._assignment(plan)
+            if assignment not in seen:
+                plans.append(plan)
+                seen.append(assignment)
+        return tuple(plans)
+
+    def _apply(self, plan: str, final: bool = False) -> None:
+        for name, (use, kept) in self._assignment(plan).items():
+            self.layers[name].set_plan(dict(zip(PRODUCTS, use)), kept, final)
+        self.plan = plan
+
+    def _weight(self) -> torch.Tensor:
+        return next(iter(self.layers.values())).module.weight
+
+    def _clock(self) -> float:
+        return _clock(self._weight())()
+
+    def _sync(self) -> None:
+        if self._weight().is_cuda:
+            torch.cuda.synchronize(self._weight().device)
+
     # checkpoints: a resumed run keeps the decisions of the run it continues (the same products,
     # so the same rounding: resume stays exact) -------------------------------------------------
     def state_dict(self) -> dict:
         return {"decisions": [[list(key), use, {p: list(t) for p, t in measured.items()}]
-                              for key, (use, measured) in self._decisions.items()]}
+                              for key, (use, measured) in self._decisions.items()],
+                "plans": [[list(key), plan] for key, plan in self._choices.items()]}
 
     def load_state_dict(self, state: Optional[dict]) -> None:
         for key, use, measured in (state or {}).get("decisions", []):
-            kind, weight_shape, x_shape, allowed, bucket, input_grad = key
-            key = (kind, tuple(weight_shape), tuple(x_shape), tuple(allowed), bucket, input_grad)
-            self._decisions[key] = (dict(use), {p: tuple(t) for p, t in measured.items()})
+            self._decisions[_tuples(key)] = (dict(use), {p: tuple(t) for p, t in measured.items()})
+        for key, plan in (state or {}).get("plans", []):
+            self._choices[_tuples(key)] = plan
 
     # metrics.json -----------------------------------------------------------------------------
     def summary(self) -> dict:
-        return {"mode": self.mode, "installs": self.installs,
-                "layers": {**{n: k.record(bool(self.enforcer and self.enforcer.kept_entry_step)) for n, k in self.layers.items()},
-                           **{n: {"dense": why} for n, why in self.dense.items()}}}
+        out = {"mode": self.mode, "installs": self.installs,
+               "layers": {**{n: k.record(bool(self.enforcer and self.enforcer.kept_entry_step)) for n, k in self.layers.items()},
+                          **{n: {"dense": why} for n, why in self.dense.items()}}}
+        if self.mode == "auto" and self.layers:
+            out["plan"] = self.plan  # kernels/trial.py
+            if self.trial is not None or self._last_trial:
+                out["step_trial_ms"] = {p: 1e3 * t for p, t in (self.trial or self._last_trial).medians().items()}
+        return out
+
+
+def _tuples(value):
+    """A JSON round trip turns the tuples of a key into lists; this turns them back."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 @torch.no_grad()

@@ -177,7 +177,7 @@ class Trainer:
                 if self.channels_last and x.dim() == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
                 if self.kernels.active:  # a method that reads all of dL/dW in this step (RigL) gets it dense
-                    self.kernels.dense_weight_grad = self.method.needs_dense_gradients(self, self.step)
+                    self.kernels.begin_step(self.method.needs_dense_gradients(self, self.step))
                 with self.autocast():
                     out = self.net(x)
                     loss = self.criterion(out.float(), y)
@@ -197,6 +197,8 @@ class Trainer:
                 self.enforcer.prepare_gradients()
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
+                if self.kernels.active:  # auto times whole steps to choose its plan (kernels/trial.py)
+                    self.kernels.end_step()
                 self.step += 1
                 self._set_lr()
                 self.method.after_step(self, self.step)
