@@ -161,6 +161,35 @@ def test_prepare_gradients_by_hand_and_without_a_gradient():
     assert a.grad.tolist() == [1.0] * 4 and b.grad is None
 
 
+def test_layers_stepped_at_their_kept_entries_are_left_to_that_step():
+    """Once SGD steps a parameter at its kept entries (kernels/update.py; training/optim.py sets
+    kept_entry_step), prepare_gradients leaves it alone - that step folds its decay - and folds the
+    others as before. Without the SGD hook the kept_index is ignored."""
+    a, b, enforcer = _small("prune")
+    enforcer.kept_index[id(a)] = torch.tensor([0, 2])
+    a.grad, b.grad = torch.ones(4), torch.ones(2, 2)
+    enforcer.prepare_gradients()  # no SGD hook (e.g. Adam): everything folded
+    assert a.grad.tolist() == [1.5, 0.0, 2.5, 0.0] and b.grad.tolist() == [[0.0, 0.25], [2.25, 1.5]]
+    enforcer.kept_entry_step = True
+    a.grad, b.grad = torch.ones(4), torch.ones(2, 2)
+    enforcer.prepare_gradients()
+    assert a.grad.tolist() == [1.0] * 4 and b.grad.tolist() == [[0.0, 0.25], [2.25, 1.5]]
+    enforcer.kept_index[id(b)] = torch.tensor([1, 2, 3])
+    a.grad, b.grad = torch.ones(4), None
+    enforcer.prepare_gradients()  # every parameter stepped at its kept entries: nothing to do here
+    assert a.grad.tolist() == [1.0] * 4 and b.grad is None
+
+
+def test_gradient_flow_reads_a_sparse_gradient_of_the_trained_entries():
+    """Sparse kernels hand over dL/dW as a COO tensor of the trained entries (kernels/csr.py)."""
+    a, b, enforcer = _small("prune")
+    a.grad = torch.sparse_coo_tensor(torch.tensor([[0, 2]]), torch.tensor([3.0, -4.0]), (4,), check_invariants=True)
+    b.grad = torch.full((2, 2), -1.0)
+    assert enforcer.trained_grad_l1() == pytest.approx(7.0 + 3.0)  # b: the 3 trained entries
+    b.grad = None
+    assert enforcer.trained_grad_l1() == pytest.approx(7.0)
+
+
 def test_decoupled_decay_only_when_everything_asks_for_it():
     """AdamW's p <- p (1 - lr wd) on the trained entries: only with decoupled decay, wd > 0, lr > 0 and a mask."""
     for mode, decoupled, wd, lr in [("prune", True, 0.5, 0.0), ("prune", True, 0.0, 0.1), ("prune", False, 0.5, 0.1),

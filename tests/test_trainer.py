@@ -142,6 +142,46 @@ def test_steps_learning_rates_and_hooks(make_cfg, tmp_path):
     assert r["samples_per_s"] == pytest.approx(3 * 50 / r["seconds"]) and r["grad_l1_mean"] > 0 and r["grad_l1_std"] >= 0
 
 
+class KernelSpy:
+    """Stands in for the session's SparseKernels: records how the trainer brackets each step."""
+
+    active = True
+
+    def __init__(self, trainer_of):
+        self.trainer_of, self.calls = trainer_of, []
+
+    def begin_step(self, dense_weight_grad):
+        self.calls.append(("begin", self.trainer_of().step, dense_weight_grad))
+
+    def end_step(self):
+        trainer = self.trainer_of()
+        self.calls.append(("end", trainer.step, trainer.optimizer.state_dict()["state"] != {}))
+
+
+def test_sparse_kernels_see_each_step_begin_and_end(make_cfg, tmp_path):
+    """auto's whole-step trial (kernels/trial.py) times begin_step -> end_step: begin before the forward
+    with the method's needs_dense_gradients for that step (RigL), end after the optimizer step."""
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200",
+                            "trainer.epochs=1", "trainer.max_steps_per_epoch=4")
+    spy = session.method = Spy(session.method)
+    spy.needs_dense_gradients = lambda trainer, step: step % 3 == 0
+    kernels = session.kernels = KernelSpy(lambda: session.last_trainer)
+    original_init = trainer_module.Trainer.__init__
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        session.last_trainer = self
+
+    trainer_module.Trainer.__init__ = init
+    try:
+        session.train()
+    finally:
+        trainer_module.Trainer.__init__ = original_init
+    # ("end", step, momentum exists): after SGD's update of that step (its momentum buffers exist)
+    assert kernels.calls == [("begin", 0, True), ("end", 0, True), ("begin", 1, False), ("end", 1, True),
+                             ("begin", 2, False), ("end", 2, True), ("begin", 3, True), ("end", 3, True)]
+
+
 def test_running_loss_and_accuracy_are_the_epochs_means(make_cfg, tmp_path):
     """train_loss / train_acc of an epoch: the mean of the per-step losses (weighted by batch size) and the
     fraction of correct predictions, recomputed here from the model's outputs during the steps."""
