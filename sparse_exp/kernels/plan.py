@@ -11,10 +11,11 @@ rounding) without the multiplications by zero.
 * on:   every eligible layer uses every sparse product it may (tests, experiments with the kernels).
 * auto: at the layer's first training step with a new shape and density, each product is timed
         dense and sparse on the step's own input (median of interleaved repetitions), and the sparse
-        version is used only if it is at least `MIN_SPEEDUP` (1.25) times faster; layers above
+        version is a candidate only if it is at least `MIN_SPEEDUP` (1.25) times faster; layers above
         `MAX_DENSITY` (and convolutions whose im2col columns would exceed `MAX_COLUMNS_MB`) stay
-        dense unmeasured. So the threshold is measured for this machine, this
-        layer shape and this batch, and auto never puts a product on a slower kernel (up to noise).
+        dense unmeasured. Then whole training steps choose between these measured products, every
+        product sparse and plain masked dense (kernels/trial.py), so that auto trains at masked dense
+        speed unless a plan was faster in real steps on this machine, layer shape and batch.
 
 With SGD (the papers' optimizer) a layer also *updates* only its trained entries (kernels/update.py:
 the weight-decay fold, momentum and step on the nnz values, dL/dW handed over as a sparse tensor) under
@@ -259,7 +260,7 @@ class SparseKernels:
         self._timing = None
         if self.mode != "auto" or not self.layers or any(k.use is None for k in self.layers.values()):
             return  # nothing to choose, or the layers measure their products in this step
-        key = tuple((name, k.key) for name, k in self.layers.items())
+        key = self._plan_key()
         if key in self._choices:
             if self.trial is not None or self.plan != self._choices[key]:
                 self._apply(self._choices[key], final=True)
@@ -283,7 +284,7 @@ class SparseKernels:
         self.trial.record(plan, self._clock() - t0)
         if self.trial.done:
             choice = self.trial.choice()
-            self._choices[tuple((name, k.key) for name, k in self.layers.items())] = choice
+            self._choices[self._plan_key()] = choice
             self._apply(choice, final=True)
             self._last_trial, self.trial = self.trial, None
             medians = ", ".join(f"{p} {1e3 * t:.2f} ms" for p, t in self._last_trial.medians().items())
@@ -294,7 +295,11 @@ class SparseKernels:
         """Whether auto has chosen its plan for the current masks (always for on and off)."""
         return self.mode != "auto" or not self.layers or (self.trial is None and all(
             k.use is not None for k in self.layers.values()) and self._choices.get(
-            tuple((name, k.key) for name, k in self.layers.items())) == self.plan)
+            self._plan_key()) == self.plan)
+
+    def _plan_key(self) -> tuple:
+        """What a plan choice depends on: every layer's decision key (shapes, density bucket)."""
+        return tuple((name, k.key) for name, k in self.layers.items())
 
     def _assignment(self, plan: str) -> dict[str, tuple[tuple[bool, ...], bool]]:
         """layer -> (sparse? per product, kept-entry step?) under `plan`."""
