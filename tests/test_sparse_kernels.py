@@ -14,6 +14,7 @@ from torch import nn
 from sparse_exp.errors import ConfigError
 from sparse_exp.kernels import SparseKernels
 from sparse_exp.kernels import plan as kernel_plan
+from sparse_exp.kernels.update import kept_entry_sgd_
 from sparse_exp.sparsity.enforce import MaskEnforcer
 from sparse_exp.sparsity.mask import Mask
 from test_dst import build_session
@@ -338,6 +339,10 @@ def test_a_layer_stepped_at_its_kept_entries_gets_a_sparse_gradient(case):
     torch.testing.assert_close(grad.to_dense(), dense, rtol=1e-5, atol=1e-6)
     assert enforcer.trained_grad_l1() == pytest.approx(l1, rel=1e-5)  # Figs. 3.1/3.5b read it at log steps
     assert plan.summary()["layers"]["0.weight"]["update"] == "kept entries"
+    model(x).square().sum().backward()  # a second backward before the step: the gradients add up
+    stepped = layer.weight.detach().clone()
+    kept_entry_sgd_(torch.optim.SGD([layer.weight], lr=0.5), enforcer)
+    torch.testing.assert_close(layer.weight.detach(), stepped - 0.5 * 2 * dense, rtol=1e-5, atol=1e-6)
     layer.weight.grad = None
     plan.dense_weight_grad = True  # a step whose full dL/dW a method reads (RigL): dense
     model(x).square().sum().backward()
