@@ -339,7 +339,7 @@ def test_a_layer_stepped_at_its_kept_entries_gets_a_sparse_gradient(case):
     torch.testing.assert_close(grad.to_dense(), dense, rtol=1e-5, atol=1e-6)
     assert enforcer.trained_grad_l1() == pytest.approx(l1, rel=1e-5)  # Figs. 3.1/3.5b read it at log steps
     assert plan.summary()["layers"]["0.weight"]["update"] == "kept entries"
-    model(x).square().sum().backward()  # a second backward before the step: the gradients add up
+    model(x).square().sum().backward()  # a second backward before the step: the sum keeps the kept entries' order
     stepped = layer.weight.detach().clone()
     kept_entry_sgd_(torch.optim.SGD([layer.weight], lr=0.5), enforcer)
     torch.testing.assert_close(layer.weight.detach(), stepped - 0.5 * 2 * dense, rtol=1e-5, atol=1e-6)

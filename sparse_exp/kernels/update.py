@@ -43,8 +43,6 @@ def kept_entry_sgd_(optimizer: torch.optim.SGD, enforcer) -> None:
             if grad is None:  # a layer the forward did not use; the enforcer would have given it zeros
                 g = torch.zeros_like(values)
             elif grad.is_sparse:  # from sparse kernels: dL/dW at exactly these entries, in this order (kernels/csr.py)
-                if grad._nnz() != index.numel():  # the sum of several backward passes: coalesce the duplicates
-                    grad = grad.coalesce()
                 g = grad._values()
             else:
                 g = grad.view(-1).index_select(0, index)
