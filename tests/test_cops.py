@@ -419,3 +419,134 @@ def test_limit_mask_is_the_lexicographic_choice(backend):
         got = limit_mask(ops, ops.asarray(torch.from_numpy(s0)), ops.asarray(torch.from_numpy(s1)), d)
         got = np.asarray(ops.to_torch(got)).astype(bool)
         assert sorted(np.flatnonzero(got).tolist()) == sorted(chosen), (trial, s0, s1, d)
+
+
+# the building blocks on their own: fast tests that pin what the solver's end-to-end tests only imply ---------
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_kth_bounds_are_verified_whatever_the_sample_guesses(backend):
+    """selection.lower_kth / upper_kth bound min(k-th smallest, 0) starting from a sampled guess that one count
+    verifies. On small vectors the sample is the vector itself and the bounds are exact; a wrong guess (forced
+    here) gives a looser but still valid bound, or the exact value when verification falls back."""
+    from sparse_exp.sparsity.cops.backends import ops_for
+    from sparse_exp.sparsity.cops.selection import lower_kth, upper_kth
+
+    ops = ops_for(torch.device("cpu"), backend)
+
+    class Guess(type(ops)):
+        def __init__(self, guess):
+            super().__init__()
+            self.guess = guess
+
+        def sample_bounds(self, x, k, exact_ok=True):
+            return self.guess, self.guess
+
+    x = ops.asarray(torch.tensor([-1.0, -5.0, 0.5, -3.0, -4.0, 2.0, -2.0]))
+    for k, bound in [(1, -5.0), (2, -4.0), (5, -1.0), (6, 0.0), (7, 0.0)]:  # min(k-th smallest, 0) by hand
+        assert lower_kth(ops, x, k) == bound == upper_kth(ops, x, k), k
+        for guess in (-100.0, -4.5, -3.5, -2.5, -1.0, 0.0, 1.0):
+            assert lower_kth(Guess(guess), x, k) <= bound <= upper_kth(Guess(guess), x, k), (k, guess)
+        # far-off guesses fail verification: the fallback is the exact value
+        assert lower_kth(Guess(1e300), x, k) == bound == upper_kth(Guess(-1e300), x, k), k
+    assert lower_kth(Guess(-3.5), x, 2) == -7.0  # 2 entries below -3.5 is not "fewer than 2": one step lower
+    negative = ops.asarray(torch.tensor([-3.0, -1.0, -2.0]))
+    assert lower_kth(ops, negative, 3) == -1.0 == upper_kth(ops, negative, 3)  # k = len: the largest, if negative
+    for f in (lower_kth, upper_kth):
+        assert f(ops, x, 0) == -math.inf and f(ops, x, 8) == 0.0  # nothing to bound / k > len: 0
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_backend_primitives(backend):
+    """The few primitives whose misbehaviour the solver would mostly hide: float64 copies, boolean zeros, the
+    |max| (0 for an empty vector) and min_max, whose max overwrites b (the callers rely on no extra copy)."""
+    from sparse_exp.sparsity.cops.backends import ops_for
+
+    ops = ops_for(torch.device("cpu"), backend)
+    x = ops.asarray(torch.tensor([-3.0, 2.0], dtype=torch.float32))
+    assert np.asarray(x).dtype == np.float64
+    assert ops.abs_max(x) == 3.0 and ops.abs_max(ops.asarray(torch.tensor([1.0, 2.5]))) == 2.5
+    assert ops.abs_max(ops.asarray(torch.zeros(0))) == 0.0
+    z = ops.zeros_bool(3, x)
+    assert np.asarray(z).dtype == np.bool_ and not np.asarray(z).any()
+    a, b = ops.asarray(torch.tensor([1.0, 5.0])), ops.asarray(torch.tensor([4.0, 2.0]))
+    lo, hi = ops.min_max(a, b)
+    assert np.asarray(lo).tolist() == [1.0, 2.0] and np.asarray(hi).tolist() == [4.0, 5.0] and hi is b
+
+
+def test_the_backend_argument_reaches_the_solver():
+    """Every entry point hands `backend` on: an unknown one is refused, not silently replaced by the default."""
+    s = torch.tensor([0.5, -1.0, 0.25])
+    for call in (lambda: C.cops_mask(s, s, 1, alpha=0.5, backend="bogus"), lambda: C.kappa_min_of(s, 1, backend="bogus"),
+                 lambda: C.select_smallest(s, 1, backend="bogus"), lambda: C.linear_combination(s, s, 1, 0.5, backend="bogus")):
+        with pytest.raises(ValueError, match="unknown COPS backend 'bogus'"):
+            call()
+
+
+def test_cops_mask_hands_on_eps_projection_and_with_masks():
+    rng = np.random.default_rng(41)
+    t, c = (torch.as_tensor(v) for v in importances("grasp", 2000, rng))
+    plain = C.cops_mask(t, c, 200, alpha=0.9)
+    assert plain.mask_plus is None and plain.mask_minus is None and plain.projection == "plus"  # with_masks=False
+    coarse = C.cops_mask(t, c, 200, alpha=0.9, eps=1e-2, projection="minus", with_masks=True)
+    s0, s1 = normalised(t.numpy(), c.numpy())
+    direct = C.solve(s0, s1, 200, alpha=0.9, eps=1e-2, projection="minus")
+    assert coarse.projection == "minus" and torch.equal(coarse.mask, coarse.mask_minus) and torch.equal(coarse.mask, direct.mask)
+    assert coarse.steps == direct.steps < plain.steps  # a coarser eps stops the bisection earlier
+
+
+def test_limit_results_report_their_figures():
+    """lam* = 0 (the constraint is slack) and lam* -> infinity (kappa = kappa_min) end the solver early; their
+    figures (metrics.json `cops`) are set by hand: no bisection step, and lam_plus / lam_bisection = lam*."""
+    s0 = torch.tensor([-0.5, 0.25, -0.125, 0.125], dtype=torch.float64)
+    s1 = torch.tensor([0.25, -0.25, -0.25, 0.25], dtype=torch.float64)
+    slack = C.solve(s0, s1, 1, kappa=1.0)  # S1(m(0)) = 0.25 <= kappa: lam* = 0, m(0) = {0}
+    assert slack.mask.tolist() == [True, False, False, False] and (slack.s0, slack.s1) == (-0.5, 0.25)
+    assert (slack.lam, slack.lam_bisection, slack.lam_plus, slack.steps) == (0.0, 0.0, 0.0, 0)
+    assert slack.evaluations == 1 and slack.candidates == 4 and slack.constraint_active is False
+    limit = C.solve(s0, s1, 1, kappa=-0.25)  # kappa = kappa_min: the control-only mask, ties broken by the target
+    assert limit.mask.tolist() == [False, False, True, False] and (limit.s0, limit.s1) == (-0.125, -0.25)
+    assert (limit.lam, limit.lam_bisection, limit.lam_plus, limit.steps) == (math.inf,) * 3 + (0,)
+    assert limit.evaluations == 0 and limit.candidates == 0
+    off = C.solve(s0, s1, 1, alpha=0.0)  # alpha = 0: the constraint is off, nothing evaluated before
+    assert off.mask.tolist() == [True, False, False, False] and off.evaluations == 1 and off.constraint_active is False
+
+
+def test_reported_sums_are_the_sums_over_the_mask():
+    """S0 and S1 of the result equal the sums over its masks, also after the candidate set was reduced (D > 4096:
+    the sure-in entries are then counted apart)."""
+    rng = np.random.default_rng(43)
+    s0, s1 = normalised(*importances("grasp", 30000, rng))
+    for backend in ("numpy", "torch"):
+        r = C.solve(s0, s1, 3000, alpha=0.9, backend=backend, with_masks=True)
+        assert r.candidates < 30000
+        for mask, (a, b) in ((r.mask, (r.s0, r.s1)), (r.mask_plus, (r.s0_plus, r.s1_plus)), (r.mask_minus, (r.s0_minus, r.s1_minus))):
+            ref = mask_scores(s0, s1, mask)
+            assert a == pytest.approx(ref[0], rel=1e-12) and b == pytest.approx(ref[1], rel=1e-12), backend
+
+
+def test_numpy_kth_of_a_large_vector_against_a_sort():
+    """NumpyOps.kth above SMALL entries: the k-th value is searched inside the band [lo, hi] of a sampled guess,
+    below = #{x < lo} entries skipped, with an exact fallback when the band misses. Checked against a full sort on
+    a vector without ties (a permutation) and one full of ties (integers), for the real sample and for forced
+    guesses that hit every branch: no bound, one bound, a band ending on tied values, and bands that miss."""
+    from sparse_exp.sparsity.cops.backends import SMALL, NumpyOps
+
+    class Guess(NumpyOps):
+        def __init__(self, lo, hi):
+            super().__init__()
+            self.bounds = (lo, hi)
+
+        def sample_bounds(self, x, k, exact_ok=True):
+            return self.bounds
+
+    rng = np.random.default_rng(47)
+    n = SMALL + 1000
+    inf = math.inf
+    for x in (rng.permutation(n).astype(np.float64), rng.integers(-50, 50, n).astype(np.float64)):
+        ref = np.sort(x)
+        for k in (1, 2, 777, n // 2, n - 1, n):
+            t = ref[k - 1]
+            assert NumpyOps().kth(x, k) == t, k
+            below_k = ref[k] if k < n else inf  # exactly k entries lie below it (without ties) -> fallback
+            for lo, hi in [(-inf, inf), (-inf, t), (-inf, t + 3), (t, inf), (t - 3, inf), (t, t), (t - 3, t + 3),
+                           (t + 1, t + 5), (t - 5, t - 1), (below_k, below_k + 5)]:
+                assert Guess(lo, hi).kth(x, k) == t, (k, lo, hi)
