@@ -73,6 +73,7 @@ def test_no_epoch_means_no_best(make_cfg, tmp_path, monkeypatch):
     result = session.train()
     assert result.status == "diverged" and seen["val"] == 0 and result.best_epoch == -1
     assert result.best_val_acc != result.best_val_acc and result.test_acc != result.test_acc  # NaN
+    assert result.final_train_acc != result.final_train_acc and result.final_val_acc != result.final_val_acc  # NaN
 
 
 @pytest.mark.parametrize("val,expected_epoch", [([0.1, 0.1, 0.1, 0.1], 1), ([0.0, 0.0, 0.0, 0.0], 1)])
@@ -293,3 +294,46 @@ def test_loading_a_dense_state_into_a_pruned_model(make_cfg, tmp_path):
     for n, p in session.params.items():
         buf = pruned.optimizer.state[p]["momentum_buffer"]
         assert bool((buf[~session.mask.masks[n]] == 0).all()) and bool((buf[session.mask.masks[n]] != 0).any()), n
+
+
+def test_evaluation_arguments_records_and_the_result_of_a_phase(make_cfg, tmp_path, monkeypatch):
+    """Both evaluations get the trainer's device and its autocast (bf16 runs evaluate in bf16 too); each epoch's
+    record carries both losses; the result names its phase, and a best epoch 1 reports its validation accuracy.
+    A validation set of one sample selects like any other (only an empty one makes every epoch the best)."""
+    monkeypatch.setattr(sys.modules[__name__], "VAL", [0.9, 0.5, 0.5, 0.5])
+    session = build_session(make_cfg, tmp_path, "method=dense", *FAST, "dataset.val_fraction=0.005")
+    assert session.data.val.num_samples == 1
+    calls = []
+    original = _script(monkeypatch, 1)
+    scripted = trainer_module.evaluate
+
+    def recording(model, source, device, autocast=None):
+        calls.append((device, autocast))
+        return scripted(model, source, device, autocast)
+
+    monkeypatch.setattr(trainer_module, "evaluate", recording)
+    result = session.train("ft")
+    trainer = session.last_trainer
+    assert len(calls) == 8 and all(d == trainer.device and a == trainer.autocast for d, a in calls)
+    assert [(r["val_loss"], r["test_loss"]) for r in result.history] == [(1 - v, 1 - t) for v, t in zip(VAL, TEST)]
+    assert result.phase == "ft" and original["val"] == 4
+    assert (result.best_epoch, result.best_val_acc, result.test_acc) == (1, 0.9, 0.9)
+
+
+def test_a_resumed_epoch_counts_the_seconds_before_the_cut(make_cfg, tmp_path):
+    """A mid-epoch checkpoint stores the seconds the cut epoch had run; resumed, that epoch's time includes them."""
+    import copy
+
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
+                            "trainer.epochs=2", "trainer.max_steps_per_epoch=3", "trainer.checkpoint_every_steps=4")
+    saved = {}
+    session.save_checkpoint = lambda trainer=None, partial=None: saved.setdefault(
+        trainer.step, copy.deepcopy(trainer.state_dict(partial)))
+    session.train()
+    state = saved[4]  # step 4 of 6: one step into epoch 2
+    assert state["partial"]["epoch"] == 1 and state["epoch"] == 1
+    state["partial"]["seconds"] = 100.0  # as if the cut epoch had run 100 s before the checkpoint
+    fresh = trainer_module.Trainer(session, "train", 2)
+    fresh.load_state_dict(state)
+    result = fresh.fit()
+    assert result.steps == 6 and len(result.history) == 2 and result.history[-1]["seconds"] >= 100.0
