@@ -77,3 +77,9 @@ def run_experiment(make_cfg, tmp_path):
         return experiment.run(cfg, out), out
 
     return _run
+
+
+def pytest_configure(config):
+    # registered here (tests/ owns it): scripts/mutate.py deselects these from its COPS selection
+    config.addinivalue_line("markers", "big: a test on 10^5+ entries whose code a fast twin in the same file covers; "
+                                       "left out of the mutation check (scripts/mutate.py), run by the default suite")

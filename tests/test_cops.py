@@ -235,6 +235,7 @@ def test_backends_agree():
             assert a.lam == pytest.approx(b.lam, rel=1e-9)
 
 
+@pytest.mark.big
 @pytest.mark.parametrize("guess_factor,backend", [(None, "numpy"), (1e-3, "numpy"), (1e3, "numpy"), (None, "torch")])
 def test_large_problem_candidate_path_equals_reference(monkeypatch, guess_factor, backend):
     """Above the direct-evaluation size the solver estimates lam* on a subsample, brackets it and
@@ -386,6 +387,7 @@ def test_normalisation():
     assert x.tolist() == [1.0, -3.0, 0.0, 4.0]  # the input is untouched
 
 
+@pytest.mark.big
 def test_large_tie_block_is_fast():
     """A constant target at lam* = 0: m- and m+ differ in ~d entries; the one-swap walk of
     Theorem 4.3.1 is vectorised (this took minutes with a per-swap loop)."""
@@ -550,3 +552,43 @@ def test_numpy_kth_of_a_large_vector_against_a_sort():
             for lo, hi in [(-inf, inf), (-inf, t), (-inf, t + 3), (t, inf), (t - 3, inf), (t, t), (t - 3, t + 3),
                            (t + 1, t + 5), (t - 5, t - 1), (below_k, below_k + 5)]:
                 assert Guess(lo, hi).kth(x, k) == t, (k, lo, hi)
+
+
+@pytest.fixture
+def small_limits(monkeypatch):
+    """The size limits of the large-problem path (backends.SMALL, SAMPLE) lowered 128-fold, so that a problem of
+    20,000 entries takes every step the 600,000-entry tests take: the subsample estimate of lam*, the bracket
+    widening, the candidate reduction, the secant narrowing and sampled order statistics (a fast twin of
+    test_large_problem_candidate_path_equals_reference, which the mutation check runs instead of it)."""
+    from sparse_exp.sparsity.cops import backends, bisection
+
+    for module, name, value in ((backends, "SMALL", 1024), (backends, "SAMPLE", 512), (bisection, "SMALL", 1024),
+                                (cops_bracket, "SMALL", 1024), (cops_bracket, "SAMPLE", 512)):
+        monkeypatch.setattr(module, name, value)
+
+
+@pytest.mark.parametrize("guess_factor,backend", [(None, "numpy"), (1e-3, "numpy"), (1e3, "numpy"), (None, "torch")])
+@pytest.mark.parametrize("kind", ["grasp", "signed"])
+def test_large_problem_path_on_a_small_problem(small_limits, monkeypatch, guess_factor, backend, kind):
+    rng = np.random.default_rng(53)
+    D = 20_000
+    s0, s1 = normalised(*importances(kind, D, rng))
+    d = kept_count(0.95, D)
+    calls = []
+    real = cops_bracket.estimate
+    monkeypatch.setattr(cops_bracket, "estimate", lambda *a: calls.append(a) or real(*a) * (guess_factor or 1.0))
+    r = C.solve(s0, s1, d, alpha=0.99, with_masks=True, backend=backend)
+    assert len(calls) == 1 and r.candidates < D // 4
+    left, right = sorted_selection(s0 + r.lam * (1 - 1e-9) * s1, d), sorted_selection(s0 + r.lam * (1 + 1e-9) * s1, d)
+    assert mask_scores(s0, s1, left)[1] > r.kappa >= mask_scores(s0, s1, right)[1]
+    assert torch.equal(r.mask_plus, right) and torch.equal(r.mask_minus, left)
+
+
+def test_tie_block_walk_on_a_small_problem():
+    """test_large_tie_block_is_fast's case at 4,000 entries (its fast twin for the mutation check): a constant
+    target puts lam* at 0 with a tie block of all entries; the one-swap walk ends with m- and m+ two entries apart."""
+    D = 4000
+    c = torch.as_tensor(np.random.default_rng(61).standard_normal(D))
+    r = C.cops_mask(torch.ones(D), c, D // 10, alpha=0.5, with_masks=True)
+    assert r.kept == D // 10 and r.s1 <= r.kappa
+    assert int((r.mask_plus ^ r.mask_minus).sum()) == 2
