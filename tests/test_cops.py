@@ -592,3 +592,36 @@ def test_tie_block_walk_on_a_small_problem():
     r = C.cops_mask(torch.ones(D), c, D // 10, alpha=0.5, with_masks=True)
     assert r.kept == D // 10 and r.s1 <= r.kappa
     assert int((r.mask_plus ^ r.mask_minus).sum()) == 2
+
+
+def _flat_slope_cases(rng, D, d, trials):
+    """Integer scores (every sum exact) and kappa = S1 of the mask at lam in {0.5, 1, 3}: g'(lam) = 0 on a whole
+    interval around that lam, where m_lam is constant (the bisection can then hit g' = 0 exactly)."""
+    for _ in range(trials):
+        s0 = torch.tensor(rng.integers(-8, 4, D), dtype=torch.float64)
+        s1 = torch.tensor(rng.integers(-8, 8, D), dtype=torch.float64)
+        for lam in (0.5, 1.0, 3.0):
+            m = C.select_smallest(s0 + lam * s1, d)
+            kappa = float(s1[m].sum())
+            if kappa > C.kappa_min_of(s1, d):
+                yield s0, s1, m, kappa
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_zero_slope_is_an_exact_optimum(backend):
+    """S1(m_lam) = kappa exactly: that mask is optimal for the LP as it is (m+ = m-, S1 = kappa, p* = S0)."""
+    cases = list(_flat_slope_cases(np.random.default_rng(3), 40, 10, 6))
+    assert len(cases) == 16
+    for s0, s1, m, kappa in cases:
+        r = C.solve(s0, s1, 10, kappa=kappa, with_masks=True, backend=backend)
+        assert torch.equal(r.mask_plus, m) and torch.equal(r.mask_minus, m), kappa
+        assert r.s1 == kappa and r.relaxed_objective == r.dual_value == float(s0[m].sum())
+
+
+def test_a_zero_slope_on_the_large_problem_path(small_limits):
+    """The same on 6,000 entries with the size limits lowered (the secant narrowing and the candidate reduction run)."""
+    cases = list(_flat_slope_cases(np.random.default_rng(5), 6000, 600, 2))
+    assert cases
+    for s0, s1, m, kappa in cases:
+        r = C.solve(s0, s1, 600, kappa=kappa, with_masks=True)
+        assert torch.equal(r.mask_plus, m) and torch.equal(r.mask_minus, m) and r.s1 == kappa
