@@ -401,3 +401,22 @@ def test_a_method_config_without_the_scoring_keys_gets_their_defaults():
     assert info["rounds"] == 100 and len(info["kept_per_round"]) == 100
     # the last round keeps `keep`, even where int((1 - d_k) D) would keep one more
     assert round_keep(264, 65, 3, 3, 0.75) == 65 and round_keep(264, 65, 2, 3, 0.75) == 105
+
+
+def test_iterative_synflow_switches_to_float64_and_takes_q_and_idle_rounds():
+    """Iterative SynFlow of the 1e17-scaled net (R ~ 1e35): `auto` switches to float64 in round 1 and prunes as
+    synflow_dtype=float64 does; an explicit q sets the schedule (keep only fixes the last round); a round whose
+    count keeps everything alive is skipped, not the end. A config without synflow_dtype means `auto`."""
+    auto, info = synflow_iterative(_ctx(_huge(), [], synflow_rounds=3, synflow_dtype="auto"), 66)
+    double, _ = synflow_iterative(_ctx(_huge(), [], synflow_rounds=3, synflow_dtype="float64"), 66)
+    assert info["float64"] and all(torch.equal(auto.masks[n], double.masks[n]) for n in auto.masks)
+    _, info = synflow_iterative(_ctx(_model(bn=False), [], synflow_rounds=3, synflow_dtype="float64"), 65, 0.75)
+    assert info["kept_per_round"] == [167, 105, 65]  # the schedule of q = 0.75, not of 1 - 65/264
+    # q = 1 - 262/264: round 1 keeps all 264 (int(0.67) = 0 pruned), round 2 prunes one, round 3 one more
+    mask, info = synflow_iterative(_ctx(_model(bn=False), [], synflow_rounds=3, synflow_dtype="float64"), 262)
+    assert info["kept_per_round"] == [264, 263, 262] and mask.kept() == 262
+    bare = _ctx(_huge(), [])
+    bare.cfg = SimpleNamespace()
+    scores = SCORES.get("synflow")(bare)
+    expected = SCORES.get("synflow")(_ctx(_huge(), [], synflow_dtype="auto"))
+    assert all(torch.equal(scores[n], expected[n]) for n in expected)
