@@ -420,3 +420,14 @@ def test_iterative_synflow_switches_to_float64_and_takes_q_and_idle_rounds():
     scores = SCORES.get("synflow")(bare)
     expected = SCORES.get("synflow")(_ctx(_huge(), [], synflow_dtype="auto"))
     assert all(torch.equal(scores[n], expected[n]) for n in expected)
+
+
+def test_synflow_leaves_the_model_alone():
+    """PathNorm works on a deep copy: making the copy's weights non-negative must not touch the model (a float32
+    model in float32 is where a shallow copy would share the parameters)."""
+    model = TinyNet(bn=False)
+    initialise(model, "kaiming_normal", 0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert bool((before["fc.weight"] < 0).any())
+    SCORES.get("synflow")(_ctx(model, [], synflow_dtype="float32"))
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
