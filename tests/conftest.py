@@ -1,6 +1,7 @@
 """Shared fixtures: composing configs the way Hydra does (Hydra's compose API, not the app)."""
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
 
 import sparse_exp.cli as cli
 
@@ -17,14 +19,24 @@ REPO = Path(__file__).resolve().parent.parent
 torch.set_num_threads(1)  # the suite runs beside other processes on 2 cores (2 threads collapse when the other core is busy)
 
 
+# Composing is deterministic (the same overrides, the same config files) and costs ~0.2 s, most of a small
+# end-to-end test: each distinct override list is composed once per process and every call gets its own deep
+# copy (tests may change it). The mutation check (scripts/mutate.py) forks its test runs from a process that
+# ran the tests once, so they start with every config composed.
+_COMPOSED: dict[tuple[str, ...], DictConfig] = {}
+
+
 @pytest.fixture
 def make_cfg():
     """compose(overrides) -> the composed DictConfig, exactly as the CLI would build it."""
     cli._register_schemas()
 
     def _compose(*overrides: str):
-        with initialize_config_module(config_module="sparse_exp.conf", version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
+        key = tuple(overrides)
+        if key not in _COMPOSED:
+            with initialize_config_module(config_module="sparse_exp.conf", version_base="1.3"):
+                _COMPOSED[key] = compose(config_name="config", overrides=list(overrides))
+        return copy.deepcopy(_COMPOSED[key])
 
     return _compose
 
@@ -65,3 +77,9 @@ def run_experiment(make_cfg, tmp_path):
         return experiment.run(cfg, out), out
 
     return _run
+
+
+def pytest_configure(config):
+    # registered here (tests/ owns it): scripts/mutate.py deselects these from its COPS selection
+    config.addinivalue_line("markers", "big: a test on 10^5+ entries whose code a fast twin in the same file covers; "
+                                       "left out of the mutation check (scripts/mutate.py), run by the default suite")

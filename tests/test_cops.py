@@ -235,6 +235,7 @@ def test_backends_agree():
             assert a.lam == pytest.approx(b.lam, rel=1e-9)
 
 
+@pytest.mark.big
 @pytest.mark.parametrize("guess_factor,backend", [(None, "numpy"), (1e-3, "numpy"), (1e3, "numpy"), (None, "torch")])
 def test_large_problem_candidate_path_equals_reference(monkeypatch, guess_factor, backend):
     """Above the direct-evaluation size the solver estimates lam* on a subsample, brackets it and
@@ -386,6 +387,7 @@ def test_normalisation():
     assert x.tolist() == [1.0, -3.0, 0.0, 4.0]  # the input is untouched
 
 
+@pytest.mark.big
 def test_large_tie_block_is_fast():
     """A constant target at lam* = 0: m- and m+ differ in ~d entries; the one-swap walk of
     Theorem 4.3.1 is vectorised (this took minutes with a per-swap loop)."""
@@ -419,3 +421,207 @@ def test_limit_mask_is_the_lexicographic_choice(backend):
         got = limit_mask(ops, ops.asarray(torch.from_numpy(s0)), ops.asarray(torch.from_numpy(s1)), d)
         got = np.asarray(ops.to_torch(got)).astype(bool)
         assert sorted(np.flatnonzero(got).tolist()) == sorted(chosen), (trial, s0, s1, d)
+
+
+# the building blocks on their own: fast tests that pin what the solver's end-to-end tests only imply ---------
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_kth_bounds_are_verified_whatever_the_sample_guesses(backend):
+    """selection.lower_kth / upper_kth bound min(k-th smallest, 0) starting from a sampled guess that one count
+    verifies. On small vectors the sample is the vector itself and the bounds are exact; a wrong guess (forced
+    here) gives a looser but still valid bound, or the exact value when verification falls back."""
+    from sparse_exp.sparsity.cops.backends import ops_for
+    from sparse_exp.sparsity.cops.selection import lower_kth, upper_kth
+
+    ops = ops_for(torch.device("cpu"), backend)
+
+    class Guess(type(ops)):
+        def __init__(self, guess):
+            super().__init__()
+            self.guess = guess
+
+        def sample_bounds(self, x, k, exact_ok=True):
+            return self.guess, self.guess
+
+    x = ops.asarray(torch.tensor([-1.0, -5.0, 0.5, -3.0, -4.0, 2.0, -2.0]))
+    for k, bound in [(1, -5.0), (2, -4.0), (5, -1.0), (6, 0.0), (7, 0.0)]:  # min(k-th smallest, 0) by hand
+        assert lower_kth(ops, x, k) == bound == upper_kth(ops, x, k), k
+        for guess in (-100.0, -4.5, -3.5, -2.5, -1.0, 0.0, 1.0):
+            assert lower_kth(Guess(guess), x, k) <= bound <= upper_kth(Guess(guess), x, k), (k, guess)
+        # far-off guesses fail verification: the fallback is the exact value
+        assert lower_kth(Guess(1e300), x, k) == bound == upper_kth(Guess(-1e300), x, k), k
+    assert lower_kth(Guess(-3.5), x, 2) == -7.0  # 2 entries below -3.5 is not "fewer than 2": one step lower
+    negative = ops.asarray(torch.tensor([-3.0, -1.0, -2.0]))
+    assert lower_kth(ops, negative, 3) == -1.0 == upper_kth(ops, negative, 3)  # k = len: the largest, if negative
+    for f in (lower_kth, upper_kth):
+        assert f(ops, x, 0) == -math.inf and f(ops, x, 8) == 0.0  # nothing to bound / k > len: 0
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_backend_primitives(backend):
+    """The few primitives whose misbehaviour the solver would mostly hide: float64 copies, boolean zeros, the
+    |max| (0 for an empty vector) and min_max, whose max overwrites b (the callers rely on no extra copy)."""
+    from sparse_exp.sparsity.cops.backends import ops_for
+
+    ops = ops_for(torch.device("cpu"), backend)
+    x = ops.asarray(torch.tensor([-3.0, 2.0], dtype=torch.float32))
+    assert np.asarray(x).dtype == np.float64
+    assert ops.abs_max(x) == 3.0 and ops.abs_max(ops.asarray(torch.tensor([1.0, 2.5]))) == 2.5
+    assert ops.abs_max(ops.asarray(torch.zeros(0))) == 0.0
+    z = ops.zeros_bool(3, x)
+    assert np.asarray(z).dtype == np.bool_ and not np.asarray(z).any()
+    a, b = ops.asarray(torch.tensor([1.0, 5.0])), ops.asarray(torch.tensor([4.0, 2.0]))
+    lo, hi = ops.min_max(a, b)
+    assert np.asarray(lo).tolist() == [1.0, 2.0] and np.asarray(hi).tolist() == [4.0, 5.0] and hi is b
+
+
+def test_the_backend_argument_reaches_the_solver():
+    """Every entry point hands `backend` on: an unknown one is refused, not silently replaced by the default."""
+    s = torch.tensor([0.5, -1.0, 0.25])
+    for call in (lambda: C.cops_mask(s, s, 1, alpha=0.5, backend="bogus"), lambda: C.kappa_min_of(s, 1, backend="bogus"),
+                 lambda: C.select_smallest(s, 1, backend="bogus"), lambda: C.linear_combination(s, s, 1, 0.5, backend="bogus")):
+        with pytest.raises(ValueError, match="unknown COPS backend 'bogus'"):
+            call()
+
+
+def test_cops_mask_hands_on_eps_projection_and_with_masks():
+    rng = np.random.default_rng(41)
+    t, c = (torch.as_tensor(v) for v in importances("grasp", 2000, rng))
+    plain = C.cops_mask(t, c, 200, alpha=0.9)
+    assert plain.mask_plus is None and plain.mask_minus is None and plain.projection == "plus"  # with_masks=False
+    coarse = C.cops_mask(t, c, 200, alpha=0.9, eps=1e-2, projection="minus", with_masks=True)
+    s0, s1 = normalised(t.numpy(), c.numpy())
+    direct = C.solve(s0, s1, 200, alpha=0.9, eps=1e-2, projection="minus")
+    assert coarse.projection == "minus" and torch.equal(coarse.mask, coarse.mask_minus) and torch.equal(coarse.mask, direct.mask)
+    assert coarse.steps == direct.steps < plain.steps  # a coarser eps stops the bisection earlier
+
+
+def test_limit_results_report_their_figures():
+    """lam* = 0 (the constraint is slack) and lam* -> infinity (kappa = kappa_min) end the solver early; their
+    figures (metrics.json `cops`) are set by hand: no bisection step, and lam_plus / lam_bisection = lam*."""
+    s0 = torch.tensor([-0.5, 0.25, -0.125, 0.125], dtype=torch.float64)
+    s1 = torch.tensor([0.25, -0.25, -0.25, 0.25], dtype=torch.float64)
+    slack = C.solve(s0, s1, 1, kappa=1.0)  # S1(m(0)) = 0.25 <= kappa: lam* = 0, m(0) = {0}
+    assert slack.mask.tolist() == [True, False, False, False] and (slack.s0, slack.s1) == (-0.5, 0.25)
+    assert (slack.lam, slack.lam_bisection, slack.lam_plus, slack.steps) == (0.0, 0.0, 0.0, 0)
+    assert slack.evaluations == 1 and slack.candidates == 4 and slack.constraint_active is False
+    limit = C.solve(s0, s1, 1, kappa=-0.25)  # kappa = kappa_min: the control-only mask, ties broken by the target
+    assert limit.mask.tolist() == [False, False, True, False] and (limit.s0, limit.s1) == (-0.125, -0.25)
+    assert (limit.lam, limit.lam_bisection, limit.lam_plus, limit.steps) == (math.inf,) * 3 + (0,)
+    assert limit.evaluations == 0 and limit.candidates == 0
+    off = C.solve(s0, s1, 1, alpha=0.0)  # alpha = 0: the constraint is off, nothing evaluated before
+    assert off.mask.tolist() == [True, False, False, False] and off.evaluations == 1 and off.constraint_active is False
+
+
+def test_reported_sums_are_the_sums_over_the_mask():
+    """S0 and S1 of the result equal the sums over its masks, also after the candidate set was reduced (D > 4096:
+    the sure-in entries are then counted apart)."""
+    rng = np.random.default_rng(43)
+    s0, s1 = normalised(*importances("grasp", 30000, rng))
+    for backend in ("numpy", "torch"):
+        r = C.solve(s0, s1, 3000, alpha=0.9, backend=backend, with_masks=True)
+        assert r.candidates < 30000
+        for mask, (a, b) in ((r.mask, (r.s0, r.s1)), (r.mask_plus, (r.s0_plus, r.s1_plus)), (r.mask_minus, (r.s0_minus, r.s1_minus))):
+            ref = mask_scores(s0, s1, mask)
+            assert a == pytest.approx(ref[0], rel=1e-12) and b == pytest.approx(ref[1], rel=1e-12), backend
+
+
+def test_numpy_kth_of_a_large_vector_against_a_sort():
+    """NumpyOps.kth above SMALL entries: the k-th value is searched inside the band [lo, hi] of a sampled guess,
+    below = #{x < lo} entries skipped, with an exact fallback when the band misses. Checked against a full sort on
+    a vector without ties (a permutation) and one full of ties (integers), for the real sample and for forced
+    guesses that hit every branch: no bound, one bound, a band ending on tied values, and bands that miss."""
+    from sparse_exp.sparsity.cops.backends import SMALL, NumpyOps
+
+    class Guess(NumpyOps):
+        def __init__(self, lo, hi):
+            super().__init__()
+            self.bounds = (lo, hi)
+
+        def sample_bounds(self, x, k, exact_ok=True):
+            return self.bounds
+
+    rng = np.random.default_rng(47)
+    n = SMALL + 1000
+    inf = math.inf
+    for x in (rng.permutation(n).astype(np.float64), rng.integers(-50, 50, n).astype(np.float64)):
+        ref = np.sort(x)
+        for k in (1, 2, 777, n // 2, n - 1, n):
+            t = ref[k - 1]
+            assert NumpyOps().kth(x, k) == t, k
+            below_k = ref[k] if k < n else inf  # exactly k entries lie below it (without ties) -> fallback
+            for lo, hi in [(-inf, inf), (-inf, t), (-inf, t + 3), (t, inf), (t - 3, inf), (t, t), (t - 3, t + 3),
+                           (t + 1, t + 5), (t - 5, t - 1), (below_k, below_k + 5)]:
+                assert Guess(lo, hi).kth(x, k) == t, (k, lo, hi)
+
+
+@pytest.fixture
+def small_limits(monkeypatch):
+    """The size limits of the large-problem path (backends.SMALL, SAMPLE) lowered 128-fold, so that a problem of
+    20,000 entries takes every step the 600,000-entry tests take: the subsample estimate of lam*, the bracket
+    widening, the candidate reduction, the secant narrowing and sampled order statistics (a fast twin of
+    test_large_problem_candidate_path_equals_reference, which the mutation check runs instead of it)."""
+    from sparse_exp.sparsity.cops import backends, bisection
+
+    for module, name, value in ((backends, "SMALL", 1024), (backends, "SAMPLE", 512), (bisection, "SMALL", 1024),
+                                (cops_bracket, "SMALL", 1024), (cops_bracket, "SAMPLE", 512)):
+        monkeypatch.setattr(module, name, value)
+
+
+@pytest.mark.parametrize("guess_factor,backend", [(None, "numpy"), (1e-3, "numpy"), (1e3, "numpy"), (None, "torch")])
+@pytest.mark.parametrize("kind", ["grasp", "signed"])
+def test_large_problem_path_on_a_small_problem(small_limits, monkeypatch, guess_factor, backend, kind):
+    rng = np.random.default_rng(53)
+    D = 20_000
+    s0, s1 = normalised(*importances(kind, D, rng))
+    d = kept_count(0.95, D)
+    calls = []
+    real = cops_bracket.estimate
+    monkeypatch.setattr(cops_bracket, "estimate", lambda *a: calls.append(a) or real(*a) * (guess_factor or 1.0))
+    r = C.solve(s0, s1, d, alpha=0.99, with_masks=True, backend=backend)
+    assert len(calls) == 1 and r.candidates < D // 4
+    left, right = sorted_selection(s0 + r.lam * (1 - 1e-9) * s1, d), sorted_selection(s0 + r.lam * (1 + 1e-9) * s1, d)
+    assert mask_scores(s0, s1, left)[1] > r.kappa >= mask_scores(s0, s1, right)[1]
+    assert torch.equal(r.mask_plus, right) and torch.equal(r.mask_minus, left)
+
+
+def test_tie_block_walk_on_a_small_problem():
+    """test_large_tie_block_is_fast's case at 4,000 entries (its fast twin for the mutation check): a constant
+    target puts lam* at 0 with a tie block of all entries; the one-swap walk ends with m- and m+ two entries apart."""
+    D = 4000
+    c = torch.as_tensor(np.random.default_rng(61).standard_normal(D))
+    r = C.cops_mask(torch.ones(D), c, D // 10, alpha=0.5, with_masks=True)
+    assert r.kept == D // 10 and r.s1 <= r.kappa
+    assert int((r.mask_plus ^ r.mask_minus).sum()) == 2
+
+
+def _flat_slope_cases(rng, D, d, trials):
+    """Integer scores (every sum exact) and kappa = S1 of the mask at lam in {0.5, 1, 3}: g'(lam) = 0 on a whole
+    interval around that lam, where m_lam is constant (the bisection can then hit g' = 0 exactly)."""
+    for _ in range(trials):
+        s0 = torch.tensor(rng.integers(-8, 4, D), dtype=torch.float64)
+        s1 = torch.tensor(rng.integers(-8, 8, D), dtype=torch.float64)
+        for lam in (0.5, 1.0, 3.0):
+            m = C.select_smallest(s0 + lam * s1, d)
+            kappa = float(s1[m].sum())
+            if kappa > C.kappa_min_of(s1, d):
+                yield s0, s1, m, kappa
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_zero_slope_is_an_exact_optimum(backend):
+    """S1(m_lam) = kappa exactly: that mask is optimal for the LP as it is (m+ = m-, S1 = kappa, p* = S0)."""
+    cases = list(_flat_slope_cases(np.random.default_rng(3), 40, 10, 6))
+    assert len(cases) == 16
+    for s0, s1, m, kappa in cases:
+        r = C.solve(s0, s1, 10, kappa=kappa, with_masks=True, backend=backend)
+        assert torch.equal(r.mask_plus, m) and torch.equal(r.mask_minus, m), kappa
+        assert r.s1 == kappa and r.relaxed_objective == r.dual_value == float(s0[m].sum())
+
+
+def test_a_zero_slope_on_the_large_problem_path(small_limits):
+    """The same on 6,000 entries with the size limits lowered (the secant narrowing and the candidate reduction run)."""
+    cases = list(_flat_slope_cases(np.random.default_rng(5), 6000, 600, 2))
+    assert cases
+    for s0, s1, m, kappa in cases:
+        r = C.solve(s0, s1, 600, kappa=kappa, with_masks=True)
+        assert torch.equal(r.mask_plus, m) and torch.equal(r.mask_minus, m) and r.s1 == kappa

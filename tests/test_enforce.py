@@ -224,3 +224,13 @@ def test_set_mask_zeroes_the_momentum_of_newly_pruned_entries():
     buf = opt.state[a]["momentum_buffer"]
     assert buf[2] == 0 and buf[3] == 0 and buf[0] == before[0]  # entry 2 pruned now, 3 regrown
     assert a[2] == 0 and a[3] == 0 and a[0] != 0
+
+
+def test_freeze_masks_the_decay_unless_freezenet_wd_is_asked_for():
+    """decay_frozen defaults to False: a plain freeze enforcer folds the decay in before masking,
+    g <- (g + wd p) m, so frozen entries get a zero gradient (FreezeNet-WD, g m + wd p, is opt-in)."""
+    a = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    enforcer = MaskEnforcer({"a": a}, Mask({"a": torch.tensor([True, False])}), "freeze", 0.5)
+    a.grad = torch.ones(2)
+    enforcer.prepare_gradients()
+    assert a.grad.tolist() == [1.5, 0.0]  # FreezeNet-WD would give [1.5, -1.0]

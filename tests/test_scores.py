@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,10 +12,11 @@ from torch import nn
 from sparse_exp.models import MODELS
 from sparse_exp.models.base import prunable_parameters
 from sparse_exp.models.init import initialise
-from sparse_exp.sparsity.scores import SCORES, ScoringConfig
+from sparse_exp.seeding import generator
+from sparse_exp.sparsity.scores import SCORES, ScoringConfig, compute_scores, resolve_classes, score_context
 from sparse_exp.sparsity.scores.context import ScoreContext
 from sparse_exp.sparsity.scores.gradient import hessian_gradient_product
-from sparse_exp.sparsity.scores.synflow import PathNorm, synflow_iterative
+from sparse_exp.sparsity.scores.synflow import PathNorm, round_keep, synflow_iterative
 
 
 class TinyNet(nn.Module):
@@ -170,6 +172,36 @@ def test_synflow_iterative_is_stable_on_vgg16_and_keeps_exact_count():
     assert not mask.empty_layers()
 
 
+def test_synflow_iterative_matches_a_prune_loop_written_here():
+    """Iterative SynFlow on the tiny net (264 weights, 3 rounds, q = 0.75) against Tanaka et al.'s prune loop
+    written independently: round k keeps D - int((1 - 0.25^(k/3)) D) weights, ranked by |theta dR/dtheta| of
+    the net masked by the rounds before (a fast check of the loop; the VGG-16 test checks scale)."""
+    model, D, q, rounds = _model(bn=False), 264, 0.75, 3
+    ref = copy.deepcopy(model)
+    with torch.no_grad():
+        for t in ref.state_dict().values():
+            t.abs_()
+    weights = [ref.conv.weight, ref.fc.weight]
+    assert sum(w.numel() for w in weights) == D
+    alive = torch.ones(D, dtype=torch.bool)
+    counts = []
+    for k in range(1, rounds + 1):
+        R = ref(torch.ones(1, 2, 4, 4, dtype=torch.float64)).sum()
+        scores = torch.cat([(g * w).reshape(-1) for g, w in zip(torch.autograd.grad(R, weights), weights)])
+        counts.append(D - int((1.0 - (1.0 - q) ** (k / rounds)) * D))
+        order = torch.argsort(torch.where(alive, scores, torch.tensor(-1.0, dtype=torch.float64)), descending=True)
+        alive = torch.zeros(D, dtype=torch.bool)
+        alive[order[: counts[-1]]] = True
+        with torch.no_grad():
+            weights[0].mul_(alive[:72].reshape(weights[0].shape))
+            weights[1].mul_(alive[72:].reshape(weights[1].shape))
+    assert counts == [167, 105, 66]  # 264 - int(97.7), 264 - int(159.2), 264 - 198: q D = 198 exactly, keep = 66
+    mask, info = synflow_iterative(_ctx(model, [], synflow_rounds=rounds, synflow_dtype="float64"), 66)
+    assert info["kept_per_round"] == counts and info["rounds"] == 3 and info["float64"]
+    assert torch.equal(torch.cat([mask.masks["conv.weight"].reshape(-1), mask.masks["fc.weight"].reshape(-1)]), alive)
+    assert info["final_R"] == pytest.approx(float(R.detach()), rel=1e-12)  # R of the last scoring (before its pruning)
+
+
 def test_random_and_magnitude():
     model = _model()
     ctx = _ctx(model, [])
@@ -271,16 +303,10 @@ def test_synflow_of_a_masked_model_is_the_synflow_of_the_pruned_model(scale):
 
 
 def test_score_classes_and_the_session_context(make_cfg, tmp_path):
-    """resolve_classes: None = all, a list sorted, an int #T = T distinct classes, the same for every seed
-    (Fig. 4.8); score_context fetches score_batches batches of score_batch_size once, only of those
+    """score_context fetches score_batches batches of score_batch_size once, only of those
     classes; compute_scores returns float32 importances of every prunable tensor."""
-    from sparse_exp.sparsity.scores import compute_scores, resolve_classes, score_context
     from test_dst import build_session
 
-    assert resolve_classes(None, 10) is None and resolve_classes([7, 2, 5], 10) == [2, 5, 7]
-    four = resolve_classes(4, 10)
-    assert len(set(four)) == 4 and four == sorted(four) and set(four) <= set(range(10)) and resolve_classes(4, 10) == four
-    assert resolve_classes(10, 10) == list(range(10))
     session = build_session(make_cfg, tmp_path, "method=snip", "model=lenet300", "method.score_batches=3",
                             "+method.score_batch_size=7", "method.score_classes=[1,3]", "seed=5")
     ctx = score_context(session, session.cfg.method)
@@ -296,3 +322,112 @@ def test_score_classes_and_the_session_context(make_cfg, tmp_path):
                                         "+method.score_batch_size=7", "method.score_classes=[1,3]", "seed=5"),
                           session.cfg.method).batches()
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(batches, again))  # seeded
+
+
+def test_resolve_classes():
+    """None = all, a list sorted, an int #T = T distinct classes drawn with the fixed generator
+    seeding.generator(0, "score_classes", num_classes, T): the same for every seed and method (Fig. 4.8), and
+    the same as in the runs already made (the values are pinned: another stream would draw others)."""
+    assert resolve_classes(None, 10) is None and resolve_classes([7, 2, 5], 10) == [2, 5, 7]
+    assert resolve_classes(4, 10) == [0, 1, 4, 5] and resolve_classes(10, 10) == list(range(10))
+    assert resolve_classes(10, 100) == [25, 26, 30, 35, 44, 58, 62, 72, 87, 88]
+
+
+def _fake_session(model, seed=5):
+    """What score_context reads of a session; score_batches records its arguments (same signature as
+    training/session.py's)."""
+    calls = []
+
+    def score_batches(n, classes=None, batch_size=None, stream="score"):
+        calls.append((n, classes, batch_size, stream))
+        return _data(n)
+
+    session = SimpleNamespace(model=model, params=prunable_parameters(model), cfg=SimpleNamespace(seed=seed),
+                              data=SimpleNamespace(num_classes=3, input_shape=[2, 4, 4]), score_batches=score_batches)
+    return session, calls
+
+
+def _same_stream(a: torch.Generator, b: torch.Generator) -> bool:
+    return torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=b))
+
+
+def test_score_context_hands_on_the_session_the_config_and_the_stream():
+    model = _model(bn=False)
+    session, calls = _fake_session(model)
+    scfg = SimpleNamespace(score_batches=2)  # no optional keys: all classes, the trainer's batch size
+    mask = {n: torch.ones_like(p, dtype=torch.bool) for n, p in session.params.items()}
+    ctx = score_context(session, scfg, mask=mask)
+    assert ctx.model is model and ctx.params is session.params and ctx.cfg is scfg and ctx.mask is mask
+    assert ctx.num_classes == 3 and ctx.input_shape == (2, 4, 4)
+    assert _same_stream(ctx.generator, generator(5, "method", "score"))
+    assert calls == []  # fetched lazily, then once
+    ctx.batches()
+    ctx.batches()
+    assert calls == [(2, None, None, "score")]
+    other = score_context(session, SimpleNamespace(score_batches=1, score_classes=2, score_batch_size=4), stream="other")
+    other.batches()
+    assert calls[-1] == (1, resolve_classes(2, 3), 4, "other") and other.mask is None
+    assert _same_stream(other.generator, generator(5, "method", "other"))
+
+
+def test_compute_scores_uses_the_score_stream_the_config_and_the_mask():
+    model = _model()
+    session, calls = _fake_session(model)
+    random = compute_scores(session, "random", ScoringConfig())
+    g = generator(5, "method", "score")  # |z| drawn layer by layer from the method's "score" stream
+    assert all(torch.equal(random[n], torch.randn(p.shape, generator=g).abs()) for n, p in session.params.items())
+    # the config reaches the score: SNIP with BatchNorm in eval mode differs from the default (train)
+    train = compute_scores(session, "snip", ScoringConfig(score_batches=2))
+    evaluated = compute_scores(session, "snip", ScoringConfig(score_batches=2, score_bn_mode="eval"))
+    assert calls == [(2, None, None, "score")] * 2 and not torch.equal(train["conv.weight"], evaluated["conv.weight"])
+    mask = {n: torch.rand(p.shape, generator=torch.Generator().manual_seed(2)) < 0.5 for n, p in session.params.items()}
+    masked = compute_scores(session, "synflow", ScoringConfig(), mask=mask)
+    assert all(bool((masked[n][~mask[n]] == 0).all()) and masked[n].dtype == torch.float32 for n in mask)
+    assert bool((masked["fc.weight"][mask["fc.weight"]] > 0).any())
+
+
+def test_a_method_config_without_the_scoring_keys_gets_their_defaults():
+    """Scores read their settings with getattr defaults (a method config may lack the scoring fields): BatchNorm in
+    train mode, GraSP's T = 200, 100 SynFlow rounds - the values of ScoringConfig."""
+    data = _data()
+    for name in ("snip", "grasp"):
+        full, bare = _ctx(_model(), data), _ctx(_model(), data)
+        bare.cfg = SimpleNamespace()
+        a, b = SCORES.get(name)(full), SCORES.get(name)(bare)
+        assert all(torch.equal(a[n], b[n]) for n in a), name
+    bare = _ctx(_model(bn=False), [])
+    bare.cfg = SimpleNamespace(synflow_dtype="float64")
+    _, info = synflow_iterative(bare, 66)
+    assert info["rounds"] == 100 and len(info["kept_per_round"]) == 100
+    # the last round keeps `keep`, even where int((1 - d_k) D) would keep one more
+    assert round_keep(264, 65, 3, 3, 0.75) == 65 and round_keep(264, 65, 2, 3, 0.75) == 105
+
+
+def test_iterative_synflow_switches_to_float64_and_takes_q_and_idle_rounds():
+    """Iterative SynFlow of the 1e17-scaled net (R ~ 1e35): `auto` switches to float64 in round 1 and prunes as
+    synflow_dtype=float64 does; an explicit q sets the schedule (keep only fixes the last round); a round whose
+    count keeps everything alive is skipped, not the end. A config without synflow_dtype means `auto`."""
+    auto, info = synflow_iterative(_ctx(_huge(), [], synflow_rounds=3, synflow_dtype="auto"), 66)
+    double, _ = synflow_iterative(_ctx(_huge(), [], synflow_rounds=3, synflow_dtype="float64"), 66)
+    assert info["float64"] and all(torch.equal(auto.masks[n], double.masks[n]) for n in auto.masks)
+    _, info = synflow_iterative(_ctx(_model(bn=False), [], synflow_rounds=3, synflow_dtype="float64"), 65, 0.75)
+    assert info["kept_per_round"] == [167, 105, 65]  # the schedule of q = 0.75, not of 1 - 65/264
+    # q = 1 - 262/264: round 1 keeps all 264 (int(0.67) = 0 pruned), round 2 prunes one, round 3 one more
+    mask, info = synflow_iterative(_ctx(_model(bn=False), [], synflow_rounds=3, synflow_dtype="float64"), 262)
+    assert info["kept_per_round"] == [264, 263, 262] and mask.kept() == 262
+    bare = _ctx(_huge(), [])
+    bare.cfg = SimpleNamespace()
+    scores = SCORES.get("synflow")(bare)
+    expected = SCORES.get("synflow")(_ctx(_huge(), [], synflow_dtype="auto"))
+    assert all(torch.equal(scores[n], expected[n]) for n in expected)
+
+
+def test_synflow_leaves_the_model_alone():
+    """PathNorm works on a deep copy: making the copy's weights non-negative must not touch the model (a float32
+    model in float32 is where a shallow copy would share the parameters)."""
+    model = TinyNet(bn=False)
+    initialise(model, "kaiming_normal", 0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert bool((before["fc.weight"] < 0).any())
+    SCORES.get("synflow")(_ctx(model, [], synflow_dtype="float32"))
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

@@ -45,6 +45,8 @@ def test_topk_rejects_impossible_counts_and_keeps_the_shape():
     assert topk_mask(torch.tensor([2, 7, 5]), 1).tolist() == [False, True, False]  # integer scores
     half = torch.tensor([0.5, -1.0, 3.0, 3.0], dtype=torch.float16)
     assert topk_mask(half, 2).tolist() == [False, False, True, True]
+    bf16 = torch.tensor([0.5, -1.0, 3.0, 3.0], dtype=torch.bfloat16)  # NumPy has no bfloat16: read as float64
+    assert topk_mask(bf16, 3).tolist() == [True, False, True, True]
 
 
 def test_topk_large_vector_exact_count():
@@ -176,3 +178,17 @@ def test_survivors_fall_back_when_the_sample_misleads():
     dropped = s.drop(scores, 200_000)
     ref = _reference_rounds([torch.from_numpy(scores)], [200_000])
     assert dropped.size == 200_000 and torch.equal(torch.from_numpy(s.alive), ref)
+
+
+def test_survivors_edge_counts():
+    """Survivors.drop(scores, n) at the edges: n = 0 drops nothing (an empty int64 index array), n = 1 the single
+    lowest live score (a tie goes to the higher index), n >= the live count every live entry."""
+    from sparse_exp.sparsity.scores.survivors import Survivors
+
+    scores = np.array([3.0, 1.0, 2.0, 1.0, 5.0])
+    s = Survivors(5)
+    none = s.drop(scores, 0)
+    assert none.dtype == np.int64 and none.size == 0 and s.count == 5 and s.alive.all()
+    assert s.drop(scores, 1).tolist() == [3] and s.alive.tolist() == [True, True, True, False, True]
+    assert s.drop(scores, 2).tolist() == [1, 2] and s.count == 2
+    assert s.drop(scores, 5).tolist() == [0, 4] and s.count == 0 and not s.alive.any()

@@ -73,6 +73,8 @@ def test_no_epoch_means_no_best(make_cfg, tmp_path, monkeypatch):
     result = session.train()
     assert result.status == "diverged" and seen["val"] == 0 and result.best_epoch == -1
     assert result.best_val_acc != result.best_val_acc and result.test_acc != result.test_acc  # NaN
+    assert result.final_train_acc != result.final_train_acc and result.final_val_acc != result.final_val_acc  # NaN
+    assert result.final_test_acc != result.final_test_acc
 
 
 @pytest.mark.parametrize("val,expected_epoch", [([0.1, 0.1, 0.1, 0.1], 1), ([0.0, 0.0, 0.0, 0.0], 1)])
@@ -206,7 +208,8 @@ def test_running_loss_and_accuracy_are_the_epochs_means(make_cfg, tmp_path):
     loss = sum(float(torch.nn.functional.cross_entropy(o, y)) * len(y) for o, y in zip(outs, ys)) / sum(len(y) for y in ys)
     acc = sum(int((o.argmax(1) == y).sum()) for o, y in zip(outs, ys)) / sum(len(y) for y in ys)
     r = result.history[0]
-    assert r["train_loss"] == pytest.approx(loss, rel=1e-6) and r["train_acc"] == acc
+    # summed in float64 (rel. error ~1e-16; float32 running sums would be off by ~1e-7)
+    assert r["train_loss"] == pytest.approx(loss, rel=1e-12) and r["train_acc"] == acc
     assert result.final_train_acc == acc
     assert "grad_l1_mean" in r and r["grad_l1_std"] == 0.0  # one log step (step 3 of 4): one flow value
 
@@ -268,3 +271,113 @@ def test_a_signal_finishes_the_step_checkpoints_and_stops(make_cfg, tmp_path):
     assert all(deferred) and guard.deferred is False  # deferred while training, released when it stopped
     assert [s for s, _ in saves] == [3, 5] and saves[0][1] is None
     assert saves[1][1]["epoch"] == 1 and saves[1][1]["samples"] == 100 and saves[1][1]["seconds"] > 0
+
+
+# settings the trainer derives once, and a state without the optional keys --------------------------------
+def test_cpu_settings_and_the_cosine_end(make_cfg, tmp_path):
+    """On the CPU: channels_last is a CUDA-only layout (asked for, it stays off), the GradScaler is off for fp32
+    (fp16 is CUDA-only), bf16 autocasts matmuls to bfloat16 and fp32 runs no autocast. The cosine schedule ends
+    at the end of *this* trainer's epochs (an LTH or fine-tuning phase may run fewer than trainer.epochs)."""
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
+                            "trainer.epochs=4", "trainer.max_steps_per_epoch=2", "trainer.channels_last=true",
+                            "trainer.lr_schedule=cosine", "trainer.lr_milestones=[]", "trainer.lr_every_iters=null",
+                            "trainer.lr=0.1")
+    trainer = trainer_module.Trainer(session, "ft", 1)
+    assert trainer.channels_last is False and trainer.scaler.is_enabled() is False
+    x = torch.ones(2, 3)
+    with trainer.autocast():
+        assert torch.nn.functional.linear(x, torch.ones(4, 3)).dtype == torch.float32
+    trainer.precision = "bf16"
+    with trainer.autocast():
+        assert torch.nn.functional.linear(x, torch.ones(4, 3)).dtype == torch.bfloat16
+    assert trainer.total_steps == 2 and trainer.lr == 0.1
+    assert trainer.schedule.lr(1) == pytest.approx(0.05) and trainer.schedule.lr(2) == 0.0  # half way, end
+
+
+def test_a_state_without_the_optional_keys_and_the_seconds(make_cfg, tmp_path):
+    """load_state_dict of a state holding only step, epoch, optimizer and scaler (the rest has defaults: no
+    history, the current best, no time, no partial epoch); a fresh trainer's seconds are its own: the epochs'
+    times add up to train_s and fit at most the wall time."""
+    import time
+
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
+                            "trainer.epochs=2", "trainer.max_steps_per_epoch=2")
+    trainer = trainer_module.Trainer(session, "train", 2)
+    t0 = time.perf_counter()
+    result = trainer.fit()
+    wall = time.perf_counter() - t0
+    seconds = [r["seconds"] for r in result.history]
+    assert result.train_s == pytest.approx(sum(seconds)) and sum(seconds) <= wall
+    fresh = trainer_module.Trainer(session, "train", 2)
+    best = dict(fresh.best)
+    fresh.load_state_dict({"step": 2, "epoch": 1, "optimizer": trainer.optimizer.state_dict(), "scaler": trainer.scaler.state_dict()})
+    assert (fresh.step, fresh.epoch, fresh.history, fresh.train_s) == (2, 1, [], 0.0)
+    assert fresh.best == best and fresh.resumed_partial is None and fresh.resumed_seconds == 0.0
+    assert fresh.fit().steps == 4 and len(fresh.history) == 1  # the second epoch, from step 2
+
+
+def test_loading_a_dense_state_into_a_pruned_model(make_cfg, tmp_path):
+    """An LTH rewind point is saved while dense and loaded under a mask: the optimizer's decay is re-derived for
+    the mask mode (the masked parameters' group without optimizer decay, the others with trainer.weight_decay)
+    and the momentum of masked entries is zeroed."""
+    from sparse_exp.sparsity.mask import Mask
+
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
+                            "trainer.epochs=1", "trainer.max_steps_per_epoch=2", "trainer.weight_decay=0.01")
+    dense = trainer_module.Trainer(session, "train", 1)
+    dense.fit()
+    state = dense.state_dict()
+    g = torch.Generator().manual_seed(0)
+    session.set_mask(Mask({n: torch.rand(p.shape, generator=g) < 0.5 for n, p in session.params.items()}), "prune")
+    pruned = trainer_module.Trainer(session, "train", 1)
+    pruned.load_state_dict(state)
+    decay = {g["role"]: g["weight_decay"] for g in pruned.optimizer.param_groups}
+    assert decay["prunable"] == 0.0 and decay["decay"] == 0.01
+    for n, p in session.params.items():
+        buf = pruned.optimizer.state[p]["momentum_buffer"]
+        assert bool((buf[~session.mask.masks[n]] == 0).all()) and bool((buf[session.mask.masks[n]] != 0).any()), n
+
+
+def test_evaluation_arguments_records_and_the_result_of_a_phase(make_cfg, tmp_path, monkeypatch):
+    """Both evaluations get the trainer's device and its autocast (bf16 runs evaluate in bf16 too); each epoch's
+    record carries both losses; the result names its phase, and a best epoch 1 reports its validation accuracy.
+    A validation set of one sample selects like any other (only an empty one makes every epoch the best)."""
+    monkeypatch.setattr(sys.modules[__name__], "VAL", [0.9, 0.5, 0.5, 0.5])
+    session = build_session(make_cfg, tmp_path, "method=dense", *FAST, "dataset.val_fraction=0.005")
+    assert session.data.val.num_samples == 1
+    calls = []
+    original = _script(monkeypatch, 1)
+    scripted = trainer_module.evaluate
+
+    def recording(model, source, device, autocast=None):
+        calls.append((device, autocast))
+        return scripted(model, source, device, autocast)
+
+    monkeypatch.setattr(trainer_module, "evaluate", recording)
+    result = session.train("ft")
+    trainer = session.last_trainer
+    assert len(calls) == 8 and all(d == trainer.device and a == trainer.autocast for d, a in calls)
+    assert [(r["val_loss"], r["test_loss"]) for r in result.history] == [(1 - v, 1 - t) for v, t in zip(VAL, TEST)]
+    assert result.phase == "ft" and original["val"] == 4
+    assert (result.best_epoch, result.best_val_acc, result.test_acc) == (1, 0.9, 0.9)
+
+
+def test_a_resumed_epoch_counts_the_seconds_before_the_cut(make_cfg, tmp_path):
+    """A mid-epoch checkpoint stores the seconds the cut epoch had run; resumed, that epoch's time includes them."""
+    import copy
+
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
+                            "trainer.epochs=2", "trainer.max_steps_per_epoch=3", "trainer.checkpoint_every_steps=4")
+    saved = {}
+    session.save_checkpoint = lambda trainer=None, partial=None: saved.setdefault(
+        trainer.step, copy.deepcopy(trainer.state_dict(partial)))
+    session.train()
+    state = saved[4]  # step 4 of 6: one step into epoch 2
+    assert state["partial"]["epoch"] == 1 and state["epoch"] == 1
+    state["partial"]["seconds"] = 100.0  # as if the cut epoch had run 100 s before the checkpoint
+    state["partial"]["loss_sum"] = torch.tensor(1e6, dtype=torch.float64)  # and its first step had lost 1e6 in all
+    fresh = trainer_module.Trainer(session, "train", 2)
+    fresh.load_state_dict(state)
+    result = fresh.fit()
+    assert result.steps == 6 and len(result.history) == 2 and result.history[-1]["seconds"] >= 100.0
+    assert result.history[-1]["train_loss"] >= 1e6 / 150  # the cut epoch's running sums count: 150 samples in all

@@ -28,7 +28,7 @@ def topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     if k == n:
         return torch.ones_like(scores, dtype=torch.bool)
     flat = torch.nan_to_num(flat.detach(), nan=-float("inf"))
-    if flat.device.type == "cpu":
+    if flat.device.type == "cpu":  # pragma: no mutate (CUDA-only below: docs/testing.md)
         values = flat.numpy() if flat.dtype in (torch.float32, torch.float64) else flat.double().numpy()
         threshold = np.partition(values, n - k)[n - k]
         keep = values > threshold
@@ -36,6 +36,7 @@ def topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
         if missing > 0:
             keep[np.flatnonzero(values == threshold)[:missing]] = True
         return torch.from_numpy(keep).view_as(scores)
+    # pragma: no mutate start (CPU tests never get here: docs/testing.md)
     threshold = torch.kthvalue(flat.float() if flat.dtype == torch.float16 else flat, n - k + 1).values
     keep = flat > threshold
     missing = k - int(keep.sum())
@@ -43,6 +44,7 @@ def topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
         ties = torch.nonzero(flat == threshold).reshape(-1)[:missing]
         keep[ties] = True
     return keep.view_as(scores)
+    # pragma: no mutate end
 
 
 def kept_count(q: float, n: int) -> int:

@@ -96,7 +96,7 @@ class NumpyOps:
                 return float(np.partition(band, r - 1)[r - 1])
         return float(np.partition(x, k - 1)[k - 1])  # the sample missed (rare): exact fallback
 
-    def sample_bounds(self, x, k: int, exact_ok: bool = True) -> tuple[float, float]:
+    def sample_bounds(self, x, k: int, exact_ok: bool = True) -> tuple[float, float]:  # pragma: no mutate block (docs/testing.md)
         """(lo, hi) that bracket the k-th smallest value of x with high probability (not verified)."""
         n = x.size
         if n <= SMALL and exact_ok:
@@ -112,7 +112,7 @@ class NumpyOps:
         hi = float(sample[i_hi]) if i_hi < m else math.inf
         return lo, hi
 
-    def _sample_idx(self, n: int, m: int) -> np.ndarray:
+    def _sample_idx(self, n: int, m: int) -> np.ndarray:  # pragma: no mutate block (docs/testing.md)
         """A fixed random sample of m of n indices (sorted: a cache-friendly gather)."""
         key = (n, m)
         if key not in self._rng_cache:
@@ -165,7 +165,7 @@ class TorchOps:
     def kth(self, x, k: int) -> float:
         return float(torch.kthvalue(x, k).values)
 
-    def sample_bounds(self, x, k: int, exact_ok: bool = True) -> tuple[float, float]:
+    def sample_bounds(self, x, k: int, exact_ok: bool = True) -> tuple[float, float]:  # pragma: no mutate block (docs/testing.md)
         t = self.kth(x, k)
         return t, t
 

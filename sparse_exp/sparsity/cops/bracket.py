@@ -81,7 +81,7 @@ def find_bracket(cands: CandidateSet, kap: float, alpha, known, messages) -> tup
     raise RuntimeError("COPS: could not bracket lam* (internal error)")
 
 
-def estimate(ops, x0, x1, d: int, kap: float, alpha) -> Optional[float]:
+def estimate(ops, x0, x1, d: int, kap: float, alpha) -> Optional[float]:  # pragma: no mutate block (docs/testing.md)
     """lam* of the same problem on a fixed random subsample: only a guess for the first bracket."""
     n = len(x0)
     m = 2 * SAMPLE
