@@ -51,6 +51,7 @@ def test_version(capsys):
     cli_help.print_version_if_asked(["method=snip"])  # no flag, no exit
 
 
+@pytest.mark.slow  # 9 s of subprocesses (bash completion)
 def test_tab_completion_installs_and_offers_the_methods(tmp_path):
     """`eval "$(sparse-exp -sc install=bash)"` in bash, then what bash asks when TAB is pressed after
     `sparse-exp method=`: Hydra's completion runs `sparse-exp -sc query=bash`, which the override

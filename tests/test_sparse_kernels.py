@@ -364,6 +364,7 @@ def _losses(make_cfg, tmp_path, kernels: str, *overrides):
     return cumulative - previous, session
 
 
+# The LeNet-5 cases (8 s each) are slow-marked: their convolution products are checked against autograd above
 CASES = {
     "snip_lenet300": ("model=lenet300", "method=snip", "method.compression=0.99"),
     "snip_lenet5": ("method=snip", "method.compression=0.98"),
@@ -375,7 +376,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c.endswith("lenet5") else c for c in sorted(CASES)])
 def test_training_on_sparse_kernels_equals_masked_dense_training(make_cfg, tmp_path, case):
     dense, ref = _losses(make_cfg, tmp_path, "off", *CASES[case])
     sparse, run = _losses(make_cfg, tmp_path, "on", *CASES[case])

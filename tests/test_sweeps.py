@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import TINY, run_cli
@@ -94,6 +95,7 @@ def _start(args, cwd):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow  # 50 s; in the fast suite: test_trainer's signal test and test_resume's cut-and-resume runs
 def test_sigterm_mid_epoch_checkpoints_and_resume_equals_the_uninterrupted_run(tmp_path):
     args = [*TINY, "trainer.epochs=2", "dataset.size=6000", "trainer.log_every=5", "method=snip", "method.compression=0.9"]
     full = tmp_path / "full"
