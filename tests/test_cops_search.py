@@ -211,6 +211,17 @@ def test_bisection_stops_at_the_float_resolution_of_lam(lam_star):
     assert 50 <= search.steps <= 60
 
 
+def test_a_midpoint_on_a_flat_piece_ends_the_bisection():
+    """g' = 0 on [0.7, 0.8]: the second midpoint 0.75 is lam* (the bracket stays as it was; a loop that kept the
+    midpoint unresolved would evaluate it again and again)."""
+    dual = Dual([1.0, 0.0, -1.0], [0.7, 0.8])
+    search = search_on(dual, 0.5, 1.0)
+    counted(search, 50)
+    search.bisect(1e-6)
+    assert search.exact == 0.75 and search.steps == 2 and search.lam_b == 0.75 and dual.probes == [0.75]
+    assert (search.pos, search.neg) == (0.5, 1.0)
+
+
 def test_bisection_shrinks_a_large_candidate_set_whenever_the_bracket_is_a_quarter_of_the_last():
     """More than 4096 candidates. pos/neg after each of the 6 midpoints (lam* = 2.7 on [0, 4], candidates
     restricted to [0, 4]): (2, 4); (2, 3), a quarter of [0, 4] -> reduce to it; (2.5, 3); (2.5, 2.75), a quarter of
