@@ -38,7 +38,7 @@ class LambdaSearch:
     def sign_at(self, lam: float) -> float:
         """sign of g'(lam): deduced from monotonicity outside (pos, neg), else evaluated."""
         if lam <= self.pos:
-            return 1.0
+            return 1.0  # pragma: no mutate (callers read only the sign: docs/testing.md)
         if lam >= self.neg:
             return -1.0
         self.known[lam] = self.cands.evaluate(lam)
@@ -56,18 +56,18 @@ class LambdaSearch:
         for _ in range(2):
             pos, neg = self.pos, self.neg
             if self.exact is not None or self.cands.size <= SMALL or neg - pos <= 0.02 * neg:
-                break
+                break  # pragma: no mutate (= return: nothing follows the loop)
             gp, gn = self.slope(pos), self.slope(neg)
             width = neg - pos
             x = min(max(pos + width * gp / (gp - gn), pos + 0.01 * width), neg - 0.01 * width)
             s = self.sign_at(x)
             if s == 0.0:
                 self.exact = x
-                break
+                break  # pragma: no mutate (= return: nothing follows the loop)
             y = x * (0.97 if s < 0 else 1.03)  # just across lam*, if the interpolation was good
             if self.pos < y < self.neg and self.sign_at(y) == 0.0:
                 self.exact = y
-                break
+                break  # pragma: no mutate (= return: nothing follows the loop)
             self.cands.reduce(self.pos, self.neg)
 
     def find_lam_plus(self, b: float) -> None:
@@ -88,7 +88,7 @@ class LambdaSearch:
         while self.exact is None and (self.steps == 0 or 0.5 * (hi_l - lo_l) > eps):  # repeat ... until
             mid = 0.5 * (lo_l + hi_l)
             if not lo_l < mid < hi_l:
-                break  # floating-point resolution of lam reached
+                break  # pragma: no mutate (= return: nothing follows the loop); the float resolution of lam reached
             self.lam_b = mid
             s = self.sign_at(mid)
             self.steps += 1
