@@ -67,10 +67,10 @@ def test_normalise_sums_float32_importances_in_float64():
 #   6: (1, -2)   [-1, 0]       above the 4th smallest for every lam: out
 #   7: (3, 2)    [4, 5]        out (positive)
 #   8: (-3, 4)   [-1, 1]       out
-#   9: (16, -16) [0, 8]        out (never negative); |s1| = 16 > |s0| = 8 for the rounding margin's scale
+#   9: (9, -12)  [-3, 3]       out (above the 4th smallest); |s1| = 12 > |s0| = 9, for the rounding margin
 # Narrowed to [3/4, 1], entry 5 lies in [-6, -5], below the block: sure in as well.
-RS0 = [-8.0, -7.0, -4.0, -4.0, -4.0, -2.0, 1.0, 3.0, -3.0, 16.0]
-RS1 = [2.0, -2.0, 0.0, 0.0, 0.0, -4.0, -2.0, 2.0, 4.0, -16.0]
+RS0 = [-8.0, -7.0, -4.0, -4.0, -4.0, -2.0, 1.0, 3.0, -3.0, 9.0]
+RS1 = [2.0, -2.0, 0.0, 0.0, 0.0, -4.0, -2.0, 2.0, 4.0, -12.0]
 
 
 def candidate_set(backend, s0, s1, d):
