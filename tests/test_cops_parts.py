@@ -303,16 +303,12 @@ def test_numpy_kth_partitions_only_the_band(monkeypatch):
     assert len(parts) == 1 and parts[0] < n // 4, parts
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_kth_bounds_on_a_small_vector_cost_one_order_statistic(backend):
-    """On a small vector the sampled bracket is exact (one k-th value); the bound's check then passes with one
-    count, and none when the bound is 0 anyway (upper) or the guess is -inf (lower): no second order statistic."""
-    ops_type = type(cpu_ops(backend))
+def counting_ops(backend, guess=None):
+    """The backend's ops, counting the order statistics, counts and masked sums they compute; `guess` forces the
+    sampled bracket of the k-th value."""
 
-    class Counting(ops_type):
-        def __init__(self, guess=None):
-            super().__init__()
-            self.kths, self.counts, self.guess = 0, 0, guess
+    class Counting(type(cpu_ops(backend))):
+        kths = counts = sums = 0
 
         def kth(self, x, k):
             self.kths += 1
@@ -322,16 +318,54 @@ def test_kth_bounds_on_a_small_vector_cost_one_order_statistic(backend):
             self.counts += 1
             return super().count(mask)
 
-        def sample_bounds(self, x, k, exact_ok=True):
-            return (self.guess, self.guess) if self.guess is not None else super().sample_bounds(x, k, exact_ok)
+        def masked_sum(self, x, mask):
+            self.sums += 1
+            return super().masked_sum(x, mask)
 
+        def sample_bounds(self, x, k, exact_ok=True):
+            return (guess, guess) if guess is not None else super().sample_bounds(x, k, exact_ok)
+
+    return Counting()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_kth_bounds_on_a_small_vector_cost_one_order_statistic(backend):
+    """On a small vector the sampled bracket is exact (one k-th value); the bound's check then passes with one
+    count, and none when the bound is 0 anyway (upper) or the guess is -inf (lower): no second order statistic."""
     x = cpu_ops(backend).asarray(torch.tensor([-1.0, -5.0, 0.5, -3.0, -4.0, 2.0, -2.0, 0.0]))
     for k, value in [(1, -5.0), (2, -4.0), (5, -1.0), (6, 0.0), (7, 0.0)]:  # min(k-th smallest, 0) by hand
         for f in (lower_kth, upper_kth):
-            ops = Counting()
+            ops = counting_ops(backend)
             assert f(ops, x, k) == value and ops.kths == 1, (f.__name__, k)
-        ops = Counting()
+        ops = counting_ops(backend)
         upper_kth(ops, x, k)
         assert ops.counts == (1 if value < 0 else 0), k
-    ops = Counting(-math.inf)
+    ops = counting_ops(backend, -math.inf)
     assert lower_kth(ops, x, 3) == -math.inf and ops.counts == 0 and ops.kths == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_selection_sums_of_an_empty_or_all_negative_selection(backend):
+    """d-idxmin{v < 0}: k = 0 selects nothing (sums 0, kappa_min 0); at most k negatives are all selected as
+    they are, without an order statistic; kappa_min (w0 = w1) sums its selection once."""
+    from sparse_exp.sparsity.cops.selection import select, select_sums
+
+    ops = counting_ops(backend)
+    v = ops.asarray(torch.tensor([0.5, -1.0, 0.0, -2.0, 3.0]))
+    w = ops.asarray(torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]))
+    assert select_sums(ops, v, 0, v, w) == (0.0, 0.0) and C.kappa_min_of(torch.tensor([1.0, -1.0]), 0) == 0.0
+    strict, extra = select(ops, v, 2)
+    assert as_list(strict) == [False, True, False, True, False] and extra is None and ops.kths == 0
+    assert select_sums(ops, v, 3, v, w) == (-3.0, 6.0) and ops.kths == 0
+    ops = counting_ops(backend)
+    assert C.dual.kappa_min(ops, v, 1) == -2.0 and ops.sums == 1
+
+
+def test_ops_for_picks_numpy_on_the_cpu_and_torch_elsewhere():
+    """The default backend: numpy for CPU tensors, torch on any other device (the meta device stands in for CUDA
+    here: ops_for reads only the device's type); a forced backend is honoured where it works."""
+    cpu, other = torch.device("cpu"), torch.device("meta")
+    assert type(ops_for(cpu, None)) is NumpyOps and type(ops_for(cpu, "torch")) is backends.TorchOps
+    assert type(ops_for(other, None)) is backends.TorchOps and type(ops_for(other, "torch")) is backends.TorchOps
+    with pytest.raises(ValueError, match="CPU tensors only"):
+        ops_for(other, "numpy")
