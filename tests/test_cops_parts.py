@@ -238,7 +238,7 @@ def test_one_swap_breaks_ties_by_the_lower_index(backend):
     assert sw == (11, 2)
 
 
-# the limit of lam -> infinity and the baseline ------------------------------------------------------------
+# the S0 + lam S1 baseline (linear.py) ----------------------------------------------------------------------
 def test_linear_combination_adds_in_float64():
     """s0 + lam s1 in float64 for a float32 control score: 0.1 * 3 in float32 is 0.30000001192..., which
     would move entry 0 (-1.7 in float64) above entry 1 (-1.699999995)."""
