@@ -209,6 +209,16 @@ def test_solve_reports_every_figure_of_a_kink(monkeypatch):
     assert r.evaluations == count[0] > 0
 
 
+def test_stats_are_the_figures_a_run_logs():
+    """CopsResult.stats() is what metrics.json's `cops` holds: the figures of two(0.75) above, each under its key."""
+    r = C.solve(*two(0.75), 1, alpha=0.5)
+    assert r.stats() == {
+        "s0": 0.0, "s1": -1.0, "kappa": -0.5, "kappa_min": -1.0, "lambda": 0.75, "steps": 19, "d": 1, "kept": 1,
+        "constraint_active": True, "relaxed_objective": -0.375, "lambda_plus": 1.0, "evaluations": r.evaluations,
+    }
+    assert isinstance(r.stats()["evaluations"], int) and r.stats()["evaluations"] > 0
+
+
 def test_solve_without_refinement_reports_no_swap():
     r = C.solve(*two(0.75), 1, alpha=0.5, refine=False)
     assert r.swap is None and r.mask.tolist() == [False, True] and abs(r.lam - 0.75) <= 2e-6  # the last midpoint
