@@ -121,8 +121,8 @@ class CandidateSet:
     def full_mask(self, sel) -> torch.Tensor:
         """The full mask (a torch tensor): the sure-in set plus the selected candidates."""
         ops = self.ops
-        if self.idx is None:
-            mask = sel if self.in_mask is None else (sel | self.in_mask)
+        if self.idx is None:  # never reduced, so no sure-in set either (reduce sets both)
+            mask = sel
         else:
             mask = ops.copy(self.in_mask) if self.in_mask is not None else ops.zeros_bool(self.n_full, sel)
             mask[ops.compress(sel, self.idx)] = True
@@ -145,8 +145,8 @@ class CandidateSet:
             self.in_count += n_in
             self.in_s0 += ops.masked_sum(self.s0, sure_in)
             self.in_s1 += ops.masked_sum(self.s1, sure_in)
-            if self.idx is None:
-                self.in_mask = sure_in if self.in_mask is None else (self.in_mask | sure_in)
+            if self.idx is None:  # the first reduction: no sure-in set yet
+                self.in_mask = sure_in
             else:
                 if self.in_mask is None:
                     self.in_mask = ops.zeros_bool(self.n_full, self.s0)
