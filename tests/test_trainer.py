@@ -4,6 +4,7 @@ test accuracy. Scripted validation/test accuracies are fed through the real trai
 evaluation pass is replaced, everything else runs), on a LeNet-5 with one step per epoch."""
 from __future__ import annotations
 
+import copy
 import json
 import sys
 
@@ -16,6 +17,22 @@ from test_dst import build_session
 # epoch:        1    2    3    4
 VAL = [0.50, 0.70, 0.70, 0.60]  # best validation at epoch 2; epoch 3 ties it
 TEST = [0.90, 0.20, 0.30, 0.40]  # best test (epoch 1), tie-later (3) and last (4) all differ from epoch 2's
+# Composed configs, kept here: a test module stays imported from one pytest.main to the next in a process
+# (mutmut forks its test runs from a process that ran the selection once), while pytest imports
+# tests/conftest.py afresh each time, emptying its cache; composing costs ~0.2-0.5 s, most of a test here.
+_CONFIGS: dict = {}
+
+
+@pytest.fixture
+def make_cfg(make_cfg):
+    def compose(*overrides: str):
+        if overrides not in _CONFIGS:
+            _CONFIGS[overrides] = make_cfg(*overrides)
+        return copy.deepcopy(_CONFIGS[overrides])
+
+    return compose
+
+
 FAST = ["model=lenet300", "trainer.epochs=4", "trainer.max_steps_per_epoch=1", "dataset.size=200", "dataset.test_size=60"]
 
 
