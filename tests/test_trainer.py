@@ -556,3 +556,15 @@ def test_checkpoints_every_so_many_minutes(make_cfg, tmp_path, monkeypatch):
     assert due == {1000.0: False, 1029.5: False, 1030.0: True, 1031.0: True}
     trainer.tcfg.checkpoint_every_min = 0
     assert trainer._checkpoint_due() is False
+
+
+def test_an_epoch_without_batches_left_has_no_means(make_cfg, tmp_path):
+    """A state at the last step of an epoch without its running sums (an LTH rewind point captured at an epoch's
+    end) leaves that epoch no batch: its loss and accuracy are NaN over 0 samples, not a division by zero."""
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
+                            "trainer.epochs=2", "trainer.max_steps_per_epoch=3")
+    trainer = trainer_module.Trainer(session, "train", 2)
+    trainer.step = 3  # epoch 0's three steps done, trainer.epoch still 0
+    train = trainer.train_epoch(0)
+    assert train["samples"] == 0 and train["loss"] != train["loss"] and train["acc"] != train["acc"]
+    assert trainer.step == 3 and train["extra"] == {}
