@@ -234,3 +234,32 @@ def test_freeze_masks_the_decay_unless_freezenet_wd_is_asked_for():
     a.grad = torch.ones(2)
     enforcer.prepare_gradients()
     assert a.grad.tolist() == [1.5, 0.0]  # FreezeNet-WD would give [1.5, -1.0]
+
+
+@pytest.mark.parametrize("mode,decay_frozen", [("dense", False), ("dense", True), ("prune", False), ("prune", True),
+                                               ("freeze", False), ("freeze", True)])
+def test_steps_may_skip_the_masked_entries_exactly_where_they_never_move(mode, decay_frozen):
+    """updates_only_trained_entries (kernels/plan.py then steps SGD at the trained entries alone) must be
+    true exactly where SGD steps with momentum and decay leave every masked entry as it was: pruned (0)
+    and plain frozen entries; not FreezeNet-WD's frozen entries (decayed), not a dense run (no mask)."""
+    a, b, enforcer = _small(mode, decay_frozen=decay_frozen)
+    enforcer.apply_()
+    before = {"a": a.detach().clone(), "b": b.detach().clone()}
+    opt = torch.optim.SGD([a, b], lr=0.1, momentum=0.9)
+    for _ in range(2):
+        a.grad, b.grad = torch.ones(4), torch.ones(2, 2)
+        enforcer.prepare_gradients()
+        opt.step()
+    still = all(torch.equal(p.detach()[~enforcer.mask.masks[n]], before[n][~enforcer.mask.masks[n]]) for n, p in (("a", a), ("b", b)))
+    assert still == (mode in ("prune", "freeze") and not (mode == "freeze" and decay_frozen))  # the expectation itself
+    assert enforcer.updates_only_trained_entries() == still
+
+
+def test_decoupled_decay_of_a_float64_parameter_uses_the_float64_factor():
+    """AdamW's p <- p (1 - lr wd) in the parameter's precision: for float64 entries the factor is the
+    float64 1 - lr wd (a factor built in float32 from a bool mask would be off by ~1e-8)."""
+    a = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64))
+    enforcer = MaskEnforcer({"a": a}, Mask({"a": torch.tensor([True, False, True])}), "prune", 0.5)
+    enforcer.decoupled = True
+    enforcer.decoupled_decay_(0.2)  # lr wd = 0.1
+    assert a.dtype == torch.float64 and a.tolist() == [1.0 * (1 - 0.1), -2.0, 3.0 * (1 - 0.1)]

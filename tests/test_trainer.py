@@ -4,6 +4,7 @@ test accuracy. Scripted validation/test accuracies are fed through the real trai
 evaluation pass is replaced, everything else runs), on a LeNet-5 with one step per epoch."""
 from __future__ import annotations
 
+import copy
 import json
 import sys
 
@@ -16,6 +17,22 @@ from test_dst import build_session
 # epoch:        1    2    3    4
 VAL = [0.50, 0.70, 0.70, 0.60]  # best validation at epoch 2; epoch 3 ties it
 TEST = [0.90, 0.20, 0.30, 0.40]  # best test (epoch 1), tie-later (3) and last (4) all differ from epoch 2's
+# Composed configs, kept here: a test module stays imported from one pytest.main to the next in a process
+# (mutmut forks its test runs from a process that ran the selection once), while pytest imports
+# tests/conftest.py afresh each time, emptying its cache; composing costs ~0.2-0.5 s, most of a test here.
+_CONFIGS: dict = {}
+
+
+@pytest.fixture
+def make_cfg(make_cfg):
+    def compose(*overrides: str):
+        if overrides not in _CONFIGS:
+            _CONFIGS[overrides] = make_cfg(*overrides)
+        return copy.deepcopy(_CONFIGS[overrides])
+
+    return compose
+
+
 FAST = ["model=lenet300", "trainer.epochs=4", "trainer.max_steps_per_epoch=1", "dataset.size=200", "dataset.test_size=60"]
 
 
@@ -41,8 +58,12 @@ def test_reported_test_accuracy_is_the_best_validation_epochs(make_cfg, tmp_path
     session = build_session(make_cfg, tmp_path, "method=dense", *FAST)
     assert session.data.val.num_samples != session.data.test.num_samples
     seen = _script(monkeypatch, session.data.val.num_samples)
+    bests = []
+    on_new_best = session.on_new_best
+    session.on_new_best = lambda trainer: (bests.append(trainer), on_new_best(trainer))
     result = session.train()
     assert (seen["val"], seen["test"]) == (4, 4)
+    assert len(bests) == 2 and all(t is session.last_trainer for t in bests)  # epochs 1 and 2; the tie is no new best
     assert result.best_epoch == 2 and result.best_val_acc == 0.70 and result.test_acc == 0.20
     assert (result.final_val_acc, result.final_test_acc) == (0.60, 0.40)
     assert [r["test_acc"] for r in result.history] == TEST and [r["val_acc"] for r in result.history] == VAL
@@ -122,11 +143,15 @@ def test_steps_learning_rates_and_hooks(make_cfg, tmp_path):
         lrs.append(self.param_groups[0]["lr"])
         return original_step(self, *args, **kwargs)
 
+    first = next(session.model.parameters())
+    fresh = []  # at each backward: no gradient left from the last step (zero_grad(set_to_none=True): no memset,
+    first.register_hook(lambda g: fresh.append(first.grad is None))  # and a parameter a step skips is left alone)
     torch.optim.SGD.step = recording_step
     try:
         result = session.train()
     finally:
         torch.optim.SGD.step = original_step
+    assert fresh == [True] * 6
     assert result.steps == 6 and [r["step"] for r in result.history] == [3, 6] and [r["epoch"] for r in result.history] == [1, 2]
     assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.01, 0.01])  # iterations 0..3 at lr0, 4 and 5 decayed
     assert [r["lr"] for r in result.history] == pytest.approx([0.1, 0.01])  # the rate of the next update
@@ -166,7 +191,8 @@ def test_sparse_kernels_see_each_step_begin_and_end(make_cfg, tmp_path):
     session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200",
                             "trainer.epochs=1", "trainer.max_steps_per_epoch=4")
     spy = session.method = Spy(session.method)
-    spy.needs_dense_gradients = lambda trainer, step: step % 3 == 0
+    asked = []
+    spy.needs_dense_gradients = lambda trainer, step: asked.append(trainer) or step % 3 == 0
     kernels = session.kernels = KernelSpy(lambda: session.last_trainer)
     original_init = trainer_module.Trainer.__init__
 
@@ -182,6 +208,7 @@ def test_sparse_kernels_see_each_step_begin_and_end(make_cfg, tmp_path):
     # ("end", step, momentum exists): after SGD's update of that step (its momentum buffers exist)
     assert kernels.calls == [("begin", 0, True), ("end", 0, True), ("begin", 1, False), ("end", 1, True),
                              ("begin", 2, False), ("end", 2, True), ("begin", 3, True), ("end", 3, True)]
+    assert len(asked) == 4 and all(t is session.last_trainer for t in asked)  # RigL's end_step(trainer) reads it
 
 
 def test_running_loss_and_accuracy_are_the_epochs_means(make_cfg, tmp_path):
@@ -192,10 +219,11 @@ def test_running_loss_and_accuracy_are_the_epochs_means(make_cfg, tmp_path):
     seen = []
     model = session.model
     handle = model.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()) if m.training else None)
-    labels = []
+    labels, asked = [], []
     original_epoch = session.data.train.epoch
 
     def epoch(e):
+        asked.append(e)
         for x, y in original_epoch(e):
             labels.append(y.clone())
             yield x, y
@@ -204,6 +232,7 @@ def test_running_loss_and_accuracy_are_the_epochs_means(make_cfg, tmp_path):
     result = session.train()
     handle.remove()
     outs, ys = seen[:4], labels[:4]
+    assert asked == [0]  # epoch 0's order and augmentation
     assert [len(y) for y in ys] == [50, 50, 50, 30]
     loss = sum(float(torch.nn.functional.cross_entropy(o, y)) * len(y) for o, y in zip(outs, ys)) / sum(len(y) for y in ys)
     acc = sum(int((o.argmax(1) == y).sum()) for o, y in zip(outs, ys)) / sum(len(y) for y in ys)
@@ -217,9 +246,9 @@ def test_running_loss_and_accuracy_are_the_epochs_means(make_cfg, tmp_path):
 def test_mid_epoch_checkpoints_and_state_round_trip(make_cfg, tmp_path):
     session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
                             "trainer.epochs=2", "trainer.max_steps_per_epoch=3", "trainer.checkpoint_every_steps=2")
-    saves = []
-    session.save_checkpoint = lambda trainer=None, partial=None: saves.append(
-        (trainer.step, None if partial is None else {k: partial[k] for k in ("epoch", "samples")}))
+    saves, full = [], {}
+    session.save_checkpoint = lambda trainer=None, partial=None: (full.setdefault(trainer.step, partial), saves.append(
+        (trainer.step, None if partial is None else {k: partial[k] for k in ("epoch", "samples")})))
     result = session.train()
     # at every epoch end (steps 3, 6), and 2 steps after the last checkpoint mid-epoch: steps 2 and 4 with the
     # running sums of their epoch so far (a save at step 6, just before the epoch end's, would be redundant but harmless)
@@ -227,6 +256,8 @@ def test_mid_epoch_checkpoints_and_state_round_trip(make_cfg, tmp_path):
     partial = [s for s in saves if s[1] is not None]
     assert partial[:2] == [(2, {"epoch": 0, "samples": 100}), (4, {"epoch": 1, "samples": 50})]
     assert all(step % 3 == 0 for step, _ in partial[2:])
+    assert set(full[2]) == {"epoch", "loss_sum", "correct", "samples", "flow", "seconds"}
+    assert full[2]["correct"].dtype == torch.int64 and full[2]["loss_sum"].dtype == torch.float64  # exact counts and sums
     trainer = session.last_trainer
     state = trainer.state_dict({"epoch": 1, "seconds": 2.5, "loss_sum": torch.tensor(1.0), "correct": torch.tensor(3),
                                 "samples": 50, "flow": [1.0]})
@@ -266,11 +297,15 @@ def test_a_signal_finishes_the_step_checkpoints_and_stops(make_cfg, tmp_path):
     spy.after_step = after_step
     saves = []
     session.save_checkpoint = lambda trainer=None, partial=None: saves.append((trainer.step, partial))
+    import time
+
+    t0 = time.perf_counter()
     with pytest.raises(Interrupted, match="interrupted by SIGTERM at epoch 2 step 5"):
         session.train()
+    wall = time.perf_counter() - t0
     assert all(deferred) and guard.deferred is False  # deferred while training, released when it stopped
     assert [s for s, _ in saves] == [3, 5] and saves[0][1] is None
-    assert saves[1][1]["epoch"] == 1 and saves[1][1]["samples"] == 100 and saves[1][1]["seconds"] > 0
+    assert saves[1][1]["epoch"] == 1 and saves[1][1]["samples"] == 100 and 0 < saves[1][1]["seconds"] < wall
 
 
 # settings the trainer derives once, and a state without the optional keys --------------------------------
@@ -279,7 +314,7 @@ def test_cpu_settings_and_the_cosine_end(make_cfg, tmp_path):
     (fp16 is CUDA-only), bf16 autocasts matmuls to bfloat16 and fp32 runs no autocast. The cosine schedule ends
     at the end of *this* trainer's epochs (an LTH or fine-tuning phase may run fewer than trainer.epochs)."""
     session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
-                            "trainer.epochs=4", "trainer.max_steps_per_epoch=2", "trainer.channels_last=true",
+                            "dataset.shape=[3,8,8]", "trainer.epochs=4", "trainer.max_steps_per_epoch=2", "trainer.channels_last=true",
                             "trainer.lr_schedule=cosine", "trainer.lr_milestones=[]", "trainer.lr_every_iters=null",
                             "trainer.lr=0.1")
     trainer = trainer_module.Trainer(session, "ft", 1)
@@ -292,6 +327,12 @@ def test_cpu_settings_and_the_cosine_end(make_cfg, tmp_path):
         assert torch.nn.functional.linear(x, torch.ones(4, 3)).dtype == torch.bfloat16
     assert trainer.total_steps == 2 and trainer.lr == 0.1
     assert trainer.schedule.lr(1) == pytest.approx(0.05) and trainer.schedule.lr(2) == 0.0  # half way, end
+    layouts = []  # and the 3-channel image batches reach the model as they are (NCHW), not converted
+    session.model.register_forward_pre_hook(lambda m, args: layouts.append((args[0].dim(), args[0].is_contiguous()))
+                                            if m.training else None)
+    trainer.precision = "fp32"
+    trainer.fit()
+    assert layouts == [(4, True), (4, True)]
 
 
 def test_a_state_without_the_optional_keys_and_the_seconds(make_cfg, tmp_path):
@@ -381,3 +422,149 @@ def test_a_resumed_epoch_counts_the_seconds_before_the_cut(make_cfg, tmp_path):
     result = fresh.fit()
     assert result.steps == 6 and len(result.history) == 2 and result.history[-1]["seconds"] >= 100.0
     assert result.history[-1]["train_loss"] >= 1e6 / 150  # the cut epoch's running sums count: 150 samples in all
+
+
+def test_a_resumed_epoch_continues_exactly_and_leaves_the_checkpoint_alone(make_cfg, tmp_path):
+    """Resumed from a mid-epoch checkpoint (model, optimizer and the cut epoch's running sums at step 4 of 6),
+    the epoch ends with the uninterrupted run's train loss and accuracy; the loaded state is not changed."""
+    import copy
+
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
+                            "trainer.epochs=2", "trainer.max_steps_per_epoch=3", "trainer.checkpoint_every_steps=4")
+    saved = {}
+    session.save_checkpoint = lambda trainer=None, partial=None: saved.setdefault(
+        trainer.step, (copy.deepcopy(trainer.state_dict(partial)), copy.deepcopy(session.model.state_dict())))
+    whole = session.train()
+    state, weights = saved[4]
+    before = copy.deepcopy(state["partial"])
+    assert before["samples"] == 50 and int(before["correct"]) > 0  # one step of epoch 2 counted
+    session.model.load_state_dict(weights)
+    fresh = trainer_module.Trainer(session, "train", 2)
+    fresh.load_state_dict(state)
+    resumed = fresh.fit()
+    assert resumed.history[-1]["train_acc"] == whole.history[-1]["train_acc"]
+    assert resumed.history[-1]["train_loss"] == pytest.approx(whole.history[-1]["train_loss"], rel=1e-12)
+    assert all(torch.equal(state["partial"][k], before[k]) for k in ("loss_sum", "correct"))  # summed into new tensors
+
+
+def test_log_steps_report_the_running_loss_the_rate_probes_and_progress(make_cfg, tmp_path):
+    """Every log_every-th step (3rd and 6th of 6) the scalars carry the running mean loss of the epoch so far,
+    the next step's rate and each probe's values (the probe gets the trainer); the gradient flow of those steps
+    gives grad_l1_mean / std in float64. The progress line gets the epoch's start, every step, the running loss."""
+    import statistics
+
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=400", "dataset.test_size=60",
+                            "trainer.epochs=1", "trainer.max_steps_per_epoch=6", "trainer.log_every=3")
+    logged, flow, losses = [], [], []
+    session.scalars = lambda values, step: logged.append((step, dict(values)))
+    trained_grad_l1 = session.enforcer.trained_grad_l1
+    session.enforcer.trained_grad_l1 = lambda: flow.append(trained_grad_l1()) or flow[-1]
+    trainer = trainer_module.Trainer(session, "train", 1, probes=[lambda t: {"probe/step": t.step, "probe/same": t is trainer}])
+    criterion = trainer.criterion
+
+    def counted(out, y):
+        loss = criterion(out, y)
+        losses.append((float(loss.detach()), len(y)))
+        return loss
+
+    trainer.criterion = counted
+
+    class ProgressSpy:
+        loss = None
+
+        def __init__(self):
+            self.calls = []
+
+        def start_epoch(self, epoch, step):
+            self.calls.append(("start", epoch, step))
+
+        def update(self, step):
+            self.calls.append(("update", step, self.loss))
+
+        def end_epoch(self):
+            self.calls.append(("end",))
+
+    progress = trainer.progress = ProgressSpy()
+    result = trainer.fit()
+
+    def running(n):  # the mean loss of the first n steps, weighted by batch size
+        return sum(loss * size for loss, size in losses[:n]) / sum(size for _, size in losses[:n])
+
+    logged = [(step, values) for step, values in logged if "probe/step" in values]  # not the epoch's record
+    assert [step for step, _ in logged] == [3, 6] and len(losses) == 6 and len(flow) == 2
+    for (step, values), lr in zip(logged, (trainer.schedule.lr(3), trainer.schedule.lr(6))):
+        assert values == {"train/loss_running": pytest.approx(running(step), rel=1e-12), "lr": lr,
+                          "probe/step": step, "probe/same": True}
+    r = result.history[0]
+    assert r["grad_l1_mean"] == pytest.approx(statistics.fmean(flow), rel=1e-12)
+    assert r["grad_l1_std"] == pytest.approx(statistics.stdev(flow), rel=1e-12) and r["grad_l1_std"] > 0
+    assert progress.calls == [("start", 0, 0), ("update", 1, None), ("update", 2, None),
+                              ("update", 3, pytest.approx(running(3), rel=1e-12)), ("update", 4, pytest.approx(running(3), rel=1e-12)),
+                              ("update", 5, pytest.approx(running(3), rel=1e-12)), ("update", 6, pytest.approx(running(6), rel=1e-12)),
+                              ("end",)]
+
+
+def test_each_rank_scales_its_loss_by_its_share_of_the_global_batch(make_cfg, tmp_path, monkeypatch):
+    """Under torchrun (here a world of 2 faked around one process) the step's backward runs on the mean loss
+    times distributed.batch_share(this rank's batch, the batch's index in the epoch, train samples, batch size),
+    the loss itself where the share is 1; after each epoch's steps the model's buffers are synced."""
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
+                            "trainer.epochs=2")  # 180 training samples: batches 50, 50, 50, 30
+    shares = iter([1.0, 0.5, 2.0, 1.0, 0.25, 1.0, 4.0, 1.0])
+    asked, synced, losses, backward = [], [], [], []
+    monkeypatch.setattr(trainer_module.distributed, "batch_share", lambda *args: asked.append(args) or next(shares))
+    monkeypatch.setattr(trainer_module.distributed, "sync_buffers", synced.append)
+    trainer = trainer_module.Trainer(session, "train", 2)
+    trainer.world = 2
+    criterion, scale = trainer.criterion, trainer.scaler.scale
+    trainer.criterion = lambda out, y: losses.append(criterion(out, y)) or losses[-1]
+    trainer.scaler.scale = lambda loss: backward.append(loss) or scale(loss)
+    trainer.fit()
+    assert asked == [(50, 0, 180, 50), (50, 1, 180, 50), (50, 2, 180, 50), (30, 3, 180, 50)] * 2
+    for loss, used, share in zip(losses, backward, [1.0, 0.5, 2.0, 1.0, 0.25, 1.0, 4.0, 1.0], strict=True):
+        assert used is loss if share == 1.0 else torch.equal(used, loss * share)
+    assert synced == [session.model, session.model]
+
+
+def test_an_epoch_the_clock_did_not_see_has_no_rate(make_cfg, tmp_path, monkeypatch):
+    """samples_per_s of an epoch whose time reads 0 (a coarse clock) is NaN, not a division by zero."""
+    from types import SimpleNamespace
+
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
+                            "trainer.epochs=1", "trainer.max_steps_per_epoch=1")
+    monkeypatch.setattr(trainer_module, "time", SimpleNamespace(perf_counter=lambda: 1000.0))
+    result = trainer_module.Trainer(session, "train", 1).fit()
+    r = result.history[0]
+    assert r["seconds"] == 0.0 and r["samples_per_s"] != r["samples_per_s"] and result.train_s == 0.0
+
+
+def test_checkpoints_every_so_many_minutes(make_cfg, tmp_path, monkeypatch):
+    """trainer.checkpoint_every_min: a mid-epoch checkpoint is due once that many minutes have passed since the
+    last one (30 s for 0.5), not before; without it (or checkpoint_every_steps) none is."""
+    from types import SimpleNamespace
+
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60")
+    trainer = trainer_module.Trainer(session, "train", 1)
+    clock = SimpleNamespace(perf_counter=lambda: 0.0)
+    monkeypatch.setattr(trainer_module, "time", clock)
+    trainer.tcfg.checkpoint_every_steps, trainer.tcfg.checkpoint_every_min = 0, 0.5
+    trainer._last_checkpoint = (trainer.step, 1000.0)
+    due = {}
+    for now in (1000.0, 1029.5, 1030.0, 1031.0):
+        clock.perf_counter = lambda now=now: now
+        due[now] = trainer._checkpoint_due()
+    assert due == {1000.0: False, 1029.5: False, 1030.0: True, 1031.0: True}
+    trainer.tcfg.checkpoint_every_min = 0
+    assert trainer._checkpoint_due() is False
+
+
+def test_an_epoch_without_batches_left_has_no_means(make_cfg, tmp_path):
+    """A state at the last step of an epoch without its running sums (an LTH rewind point captured at an epoch's
+    end) leaves that epoch no batch: its loss and accuracy are NaN over 0 samples, not a division by zero."""
+    session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
+                            "trainer.epochs=2", "trainer.max_steps_per_epoch=3")
+    trainer = trainer_module.Trainer(session, "train", 2)
+    trainer.step = 3  # epoch 0's three steps done, trainer.epoch still 0
+    train = trainer.train_epoch(0)
+    assert train["samples"] == 0 and train["loss"] != train["loss"] and train["acc"] != train["acc"]
+    assert trainer.step == 3 and train["extra"] == {}

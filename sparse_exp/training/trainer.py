@@ -175,7 +175,7 @@ class Trainer:
         try:
             for x, y in batches:
                 if self.channels_last and x.dim() == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
+                    x = x.contiguous(memory_format=torch.channels_last)  # pragma: no mutate (CUDA only)
                 if self.kernels.active:  # a method that reads all of dL/dW in this step (RigL) gets it dense
                     self.kernels.begin_step(self.method.needs_dense_gradients(self, self.step))
                 with self.autocast():
@@ -189,7 +189,7 @@ class Trainer:
                     backward_loss = loss if share == 1.0 else loss * share
                 self.scaler.scale(backward_loss).backward()
                 if self.scaler.is_enabled():
-                    self.scaler.unscale_(self.optimizer)
+                    self.scaler.unscale_(self.optimizer)  # pragma: no mutate (fp16 only, which needs CUDA)
                 self.method.after_backward(self, self.step)
                 log_now = (self.step + 1) % self.tcfg.log_every == 0
                 if log_now:  # the loss gradient of the trained weights, before decay is folded in
