@@ -10,20 +10,20 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_module
-from omegaconf import DictConfig
 
 import sparse_exp.cli as cli
+from composed_configs import COMPOSED
 
 REPO = Path(__file__).resolve().parent.parent
 
 torch.set_num_threads(1)  # the suite runs beside other processes on 2 cores (2 threads collapse when the other core is busy)
 
 
-# Composing is deterministic (the same overrides, the same config files) and costs ~0.2 s, most of a small
+# Composing is deterministic (the same overrides, the same config files) and costs ~0.2-0.5 s, most of a small
 # end-to-end test: each distinct override list is composed once per process and every call gets its own deep
-# copy (tests may change it). The mutation check (scripts/mutate.py) forks its test runs from a process that
-# ran the tests once, so they start with every config composed.
-_COMPOSED: dict[tuple[str, ...], DictConfig] = {}
+# copy (tests may change it). The cache lives in tests/composed_configs.py, which stays imported from one
+# pytest.main to the next (this file does not).
+_COMPOSED = COMPOSED
 
 
 @pytest.fixture

@@ -17,20 +17,6 @@ from test_dst import build_session
 # epoch:        1    2    3    4
 VAL = [0.50, 0.70, 0.70, 0.60]  # best validation at epoch 2; epoch 3 ties it
 TEST = [0.90, 0.20, 0.30, 0.40]  # best test (epoch 1), tie-later (3) and last (4) all differ from epoch 2's
-# Composed configs, kept here: a test module stays imported from one pytest.main to the next in a process
-# (mutmut forks its test runs from a process that ran the selection once), while pytest imports
-# tests/conftest.py afresh each time, emptying its cache; composing costs ~0.2-0.5 s, most of a test here.
-_CONFIGS: dict = {}
-
-
-@pytest.fixture
-def make_cfg(make_cfg):
-    def compose(*overrides: str):
-        if overrides not in _CONFIGS:
-            _CONFIGS[overrides] = make_cfg(*overrides)
-        return copy.deepcopy(_CONFIGS[overrides])
-
-    return compose
 
 
 FAST = ["model=lenet300", "trainer.epochs=4", "trainer.max_steps_per_epoch=1", "dataset.size=200", "dataset.test_size=60"]
@@ -405,7 +391,6 @@ def test_evaluation_arguments_records_and_the_result_of_a_phase(make_cfg, tmp_pa
 
 def test_a_resumed_epoch_counts_the_seconds_before_the_cut(make_cfg, tmp_path):
     """A mid-epoch checkpoint stores the seconds the cut epoch had run; resumed, that epoch's time includes them."""
-    import copy
 
     session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
                             "trainer.epochs=2", "trainer.max_steps_per_epoch=3", "trainer.checkpoint_every_steps=4")
@@ -427,7 +412,6 @@ def test_a_resumed_epoch_counts_the_seconds_before_the_cut(make_cfg, tmp_path):
 def test_a_resumed_epoch_continues_exactly_and_leaves_the_checkpoint_alone(make_cfg, tmp_path):
     """Resumed from a mid-epoch checkpoint (model, optimizer and the cut epoch's running sums at step 4 of 6),
     the epoch ends with the uninterrupted run's train loss and accuracy; the loaded state is not changed."""
-    import copy
 
     session = build_session(make_cfg, tmp_path, "method=dense", "model=lenet300", "dataset.size=200", "dataset.test_size=60",
                             "trainer.epochs=2", "trainer.max_steps_per_epoch=3", "trainer.checkpoint_every_steps=4")
