@@ -49,6 +49,10 @@ MODULES: dict[str, tuple[list[str], list[str], float]] = {
 }
 # Statements not mutated: the text of error messages, log lines and warnings (what they say is checked by
 # the tests of the messages; mutating every word of them would only multiply the mutants).
+# A mutant that loops is stopped after 2 x TIMEOUT_MULTIPLIER x (its tests' measured time + 1 s) of CPU time.
+# mutmut's default multiplier (15) spent ~90 CPU seconds on each looping COPS mutant; with 3 a mutant still gets
+# six times its tests' CPU time, far above what a forked test run needs (its imports are done).
+TIMEOUT_MULTIPLIER = 3.0
 DO_NOT_MUTATE = [r"^\s*raise \w+(Error|Exception)\(", r"\bsession\.log\(", r"\blog\.(info|warning)\(",
                  r"messages\.append\(", r"warnings\.warn\("]
 
@@ -100,6 +104,7 @@ def prepare(name: str, keep_results: bool = False) -> Path:
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\n'
         'process_isolation = "fork"\n'
         f"do_not_mutate_patterns = {json.dumps(DO_NOT_MUTATE)}\n"
+        f"timeout_multiplier = {TIMEOUT_MULTIPLIER}\n"
     )
     (work / "pyproject.toml").write_text(toml)
     return work
