@@ -93,6 +93,25 @@ def test_rounds_rewind_to_iteration_t0_under_the_mask(make_cfg, tmp_path):
     assert bool((session.mask.flat() <= starts["round1"]["mask"].flat()).all())
 
 
+@pytest.mark.parametrize("rewind_step", [2, 3, 4])
+def test_a_rewind_point_at_an_epoch_end_starts_the_next_epoch(make_cfg, tmp_path, rewind_step):
+    """3 iterations an epoch: t0 = 3 ends epoch 1, so the later rounds start epoch 2 with all 3 of its batches
+    (they used to resume epoch 1 with none left: 0 samples, a NaN loss, the round and the run "diverged")."""
+    session = build_session(make_cfg, tmp_path, "method=lth", "model=lenet300", "method.compression=0.2",
+                            f"method.rewind_step={rewind_step}", "trainer.epochs=2", "trainer.max_steps_per_epoch=3")
+    session.method.run(session)
+    rewind = session.method.rewind["trainer"]
+    assert (rewind["step"], rewind["epoch"]) == (rewind_step, rewind_step // 3)
+    rounds = session.method.summary()["lth"]["rounds"]
+    assert [r["status"] for r in rounds] == ["completed"] * len(rounds) and len(rounds) == 2
+    # round0 trains epochs 1-2; round1 starts at t0: inside epoch 1 (t0 = 2), at the start of epoch 2 (t0 = 3)
+    # or inside epoch 2 (t0 = 4); both end at iteration 6
+    first = {2: 1, 3: 2, 4: 2}[rewind_step]
+    for phase, epochs in (("round0", [1, 2]), ("round1", list(range(first, 3)))):
+        history = session.phases[phase].history
+        assert [h["epoch"] for h in history] == epochs and history[-1]["step"] == 6
+
+
 def _tensors(obj) -> list:
     if isinstance(obj, torch.Tensor):
         return [obj]

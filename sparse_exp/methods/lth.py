@@ -167,10 +167,14 @@ class LotteryTicket(Method):
     def after_step(self, trainer, step: int) -> None:
         if step == self.rewind_step and self.rewind is None and trainer.phase == "round0":
             state = trainer.state_dict()
+            start = {k: state[k] for k in ("step", "optimizer", "scaler")}
+            # The epoch the next iteration belongs to: t0 at the end of an epoch starts the next one (the
+            # running epoch's index would resume an epoch with no batches left: 0 samples, a NaN loss).
+            start["epoch"] = step // trainer.steps_per_epoch
             self.rewind = {
                 "model": detached_copy(trainer.model.state_dict()),
                 # A new round starts from here with its own history and early-stopping record.
-                "trainer": detached_copy({k: state[k] for k in ("step", "epoch", "optimizer", "scaler")}),
+                "trainer": detached_copy(start),
             }
             trainer.session.log(f"lth: rewind point captured at iteration {step}")
         elif step == 1 and trainer.phase == "round0" and len(self.plan) > 1 and self.cfg.rewind_step >= trainer.total_steps:
