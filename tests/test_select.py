@@ -192,3 +192,56 @@ def test_survivors_edge_counts():
     assert s.drop(scores, 1).tolist() == [3] and s.alive.tolist() == [True, True, True, False, True]
     assert s.drop(scores, 2).tolist() == [1, 2] and s.count == 2
     assert s.drop(scores, 5).tolist() == [0, 4] and s.count == 0 and not s.alive.any()
+    s = Survivors(5)  # n equal to the live count: in the dense phase, and at 20% alive
+    assert s.drop(scores, 5).tolist() == [0, 1, 2, 3, 4] and s.count == 0
+    s = Survivors(5)
+    s.drop(scores, 4)
+    assert s.drop(scores, 1).tolist() == [4] and s.count == 0  # the last one, from the index list
+
+
+def _lowest_live(scores: np.ndarray, alive: np.ndarray, n: int) -> list[int]:
+    """The n live entries Survivors.drop removes, by sorting: lowest score first, a tie to the higher index."""
+    live = [i for i in range(len(scores)) if alive[i]]
+    return sorted(sorted(live, key=lambda i: (scores[i], -i))[:n])
+
+
+def test_survivors_dense_phase_ranks_a_few_candidates_then_switches_to_the_index_list(monkeypatch):
+    """SynFlow's rounds on millions of weights rank only the entries below a sampled bound while more than 20% are
+    alive (the dense phase), then keep the live entries as an index list. 5 x 2^16 entries, 65,536 sampled: the
+    bound sits ~5 standard deviations of the sample quantile above the n-th score, so the exact selection sees
+    about 6% more entries than it drops (below 1.2 n); at exactly 20% alive the index list takes over."""
+    from sparse_exp.sparsity.scores import survivors as sv
+
+    size = 5 << 16
+    scores = np.random.default_rng(0).permutation(size).astype(np.float64)  # distinct scores
+    ranked = []
+    lowest = sv._lowest
+    monkeypatch.setattr(sv, "_lowest", lambda s, positions, n: ranked.append(positions.size) or lowest(s, positions, n))
+    s = sv.Survivors(size)
+    for n, live_after in ((size // 10, 9 * size // 10), (size * 7 // 10, size // 5)):  # dense, dense
+        expected = np.arange(size - s.count, size - s.count + n)  # the scores are a permutation: drop by rank
+        dropped = s.drop(scores, n)
+        assert np.array_equal(np.sort(scores[dropped]), expected.astype(np.float64)) and s.count == live_after
+        assert n < ranked[-1] < 1.2 * n and s._live is None
+    dropped = s.drop(scores, 1000)  # 20% alive, not more: the index list
+    assert s._live is not None and s._live.size == s.count == size // 5 - 1000
+    assert ranked[-1] == size // 5 and np.array_equal(np.sort(scores[dropped]), np.arange(size * 4 // 5, size * 4 // 5 + 1000))
+
+
+def test_survivors_sampled_bound_at_its_limits(monkeypatch):
+    """The two edges of the sampled bound, where the exact selection must take over. 100 entries (all sampled),
+    n = 68: the bound's rank is ceil(68 + 50 sqrt(0.68 x 0.32) + 8) = 100 = the sample size. 1,000 entries with
+    SAMPLE = 100 (every 10th sampled; sampled entry 10 j scores j, the others 1000), n = 18: the bound's rank is
+    ceil(1.8 + 500 sqrt(0.018 x 0.982 / 100) + 8) = 17, so exactly 18 entries lie at or below it - no more than n."""
+    from sparse_exp.sparsity.scores import survivors as sv
+
+    scores = np.random.default_rng(1).permutation(100).astype(np.float64)
+    s = sv.Survivors(100)
+    assert s.drop(scores, 68).tolist() == _lowest_live(scores, np.ones(100, bool), 68)
+
+    monkeypatch.setattr(sv, "SAMPLE", 100)
+    scores = np.full(1000, 1000.0)
+    scores[::10] = np.arange(100)
+    s = sv.Survivors(1000)
+    assert s._drop_dense(scores, 18) is None
+    assert s.drop(scores, 18).tolist() == list(range(0, 180, 10))
