@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -431,3 +432,26 @@ def test_synflow_leaves_the_model_alone():
     assert bool((before["fc.weight"] < 0).any())
     SCORES.get("synflow")(_ctx(model, [], synflow_dtype="float32"))
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_iterative_synflow_rebuilt_in_float64_mid_run_keeps_the_pruned_entries_zero(monkeypatch):
+    """When R leaves float32's safe range after some rounds, the float64 rebuild re-applies the pruning so far:
+    forced here at round 2 (the safe range made empty for that one check); the rebuilt net has exactly round 1's
+    kept count of non-zero weights (167 of 264 for q = 0.75 over 3 rounds), not all 264."""
+    from sparse_exp.sparsity.scores import synflow as sf
+
+    checks, nonzero = [], []
+    real = sf._scores_checked
+
+    def checked(ctx, state, restore):
+        checks.append(state["net"].dtype)
+        if len(checks) == 2:
+            monkeypatch.setattr(sf, "SAFE_RANGE", (math.inf, math.inf))
+        real(ctx, state, restore)
+        monkeypatch.setattr(sf, "SAFE_RANGE", (1e-30, 1e30))
+        nonzero.append(sum(int(torch.count_nonzero(p)) for p in state["net"].params.values()))
+
+    monkeypatch.setattr(sf, "_scores_checked", checked)
+    _, info = synflow_iterative(_ctx(_model(bn=False), [], synflow_rounds=3, synflow_dtype="auto"), 65, 0.75)
+    assert checks == [torch.float32, torch.float32, torch.float64] and info["float64"]
+    assert info["kept_per_round"] == [167, 105, 65] and nonzero == [264, 167, 105]
