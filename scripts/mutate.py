@@ -44,8 +44,8 @@ MODULES: dict[str, tuple[list[str], list[str], float]] = {
     "enforce": (["sparse_exp/sparsity/enforce.py"], ["tests/test_enforce.py", "tests/test_optimizers.py"], 2),
     "scores": (["sparse_exp/sparsity/scores/*.py"], ["tests/test_scores.py", "tests/test_select.py"], 4),
     "cops": (["sparse_exp/sparsity/cops/*.py"], ["tests/test_cops.py", "tests/test_cops_search.py", "tests/test_cops_bracket.py",
-                                                "tests/test_cops_parts.py", "-m", "not slow and not big"], 17),
-    "trainer": (["sparse_exp/training/trainer.py"], ["tests/test_trainer.py"], 5),
+                                                "tests/test_cops_parts.py", "-m", "not slow and not big"], 12),
+    "trainer": (["sparse_exp/training/trainer.py"], ["tests/test_trainer.py"], 10),
 }
 # Statements not mutated: the text of error messages, log lines and warnings (what they say is checked by
 # the tests of the messages; mutating every word of them would only multiply the mutants).
