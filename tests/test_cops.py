@@ -14,6 +14,7 @@ from scipy.optimize import linprog
 
 from sparse_exp.sparsity import cops as C
 from sparse_exp.sparsity.cops import bracket as cops_bracket
+from sparse_exp.sparsity.cops.backends import NumpyOps
 from sparse_exp.sparsity.select import kept_count
 
 GRID = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 0.999, 0.9999, 0.99999]
@@ -525,20 +526,23 @@ def test_reported_sums_are_the_sums_over_the_mask():
             assert a == pytest.approx(ref[0], rel=1e-12) and b == pytest.approx(ref[1], rel=1e-12), backend
 
 
+class Guess(NumpyOps):
+    """NumpyOps whose sampled bracket of the k-th value is forced (the callers must verify it)."""
+
+    def __init__(self, lo, hi):
+        super().__init__()
+        self.bounds = (lo, hi)
+
+    def sample_bounds(self, x, k, exact_ok=True):
+        return self.bounds
+
+
 def test_numpy_kth_of_a_large_vector_against_a_sort():
     """NumpyOps.kth above SMALL entries: the k-th value is searched inside the band [lo, hi] of a sampled guess,
     below = #{x < lo} entries skipped, with an exact fallback when the band misses. Checked against a full sort on
     a vector without ties (a permutation) and one full of ties (integers), for the real sample and for forced
     guesses that hit every branch: no bound, one bound, a band ending on tied values, and bands that miss."""
-    from sparse_exp.sparsity.cops.backends import SMALL, NumpyOps
-
-    class Guess(NumpyOps):
-        def __init__(self, lo, hi):
-            super().__init__()
-            self.bounds = (lo, hi)
-
-        def sample_bounds(self, x, k, exact_ok=True):
-            return self.bounds
+    from sparse_exp.sparsity.cops.backends import SMALL
 
     rng = np.random.default_rng(47)
     n = SMALL + 1000

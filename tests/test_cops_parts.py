@@ -20,6 +20,7 @@ from sparse_exp.sparsity.cops.backends import NumpyOps, ops_for
 from sparse_exp.sparsity.cops.dual import CandidateSet
 from sparse_exp.sparsity.cops.projection import one_swap
 from sparse_exp.sparsity.cops.selection import lower_kth, upper_kth
+from test_cops import Guess
 
 BACKENDS = ["numpy", "torch"]
 
@@ -263,17 +264,6 @@ def test_numpy_axpy_allocates_one_vector():
     finally:
         tracemalloc.stop()
     assert v.tolist()[:2] == [-0.5, -0.5] and peak < 1.5 * 8 * n
-
-
-class Guess(NumpyOps):
-    """NumpyOps whose sampled bracket of the k-th value is forced (the callers must verify it)."""
-
-    def __init__(self, lo, hi):
-        super().__init__()
-        self.bounds = (lo, hi)
-
-    def sample_bounds(self, x, k, exact_ok=True):
-        return self.bounds
 
 
 def test_numpy_kth_partitions_only_the_band(monkeypatch):
