@@ -37,7 +37,8 @@ WORK = REPO / ".mutate"
 # with headroom over a measured run (docs/testing.md); a module cut short reports its unchecked mutants as
 # "not checked", and `--continue` goes on from there. COPS leaves out its tests marked `big` (10^5+
 # entries, 0.4 s each: a surviving mutant runs every test of the selection); fast twins in
-# tests/test_cops.py run the same code paths with the size limits lowered.
+# tests/test_cops.py run the same code paths with the size limits lowered, and tests/test_cops_{search,bracket,
+# parts}.py test single functions on problems small enough to work out by hand.
 MODULES: dict[str, tuple[list[str], list[str], float]] = {
     "schedule": (["sparse_exp/training/schedule.py"], ["tests/test_schedule.py"], 1),
     "select": (["sparse_exp/sparsity/select.py"], ["tests/test_select.py"], 1),
@@ -47,12 +48,12 @@ MODULES: dict[str, tuple[list[str], list[str], float]] = {
                                                 "tests/test_cops_parts.py", "-m", "not slow and not big"], 12),
     "trainer": (["sparse_exp/training/trainer.py"], ["tests/test_trainer.py"], 10),
 }
-# Statements not mutated: the text of error messages, log lines and warnings (what they say is checked by
-# the tests of the messages; mutating every word of them would only multiply the mutants).
 # A mutant that loops is stopped after 2 x TIMEOUT_MULTIPLIER x (its tests' measured time + 1 s) of CPU time.
 # mutmut's default multiplier (15) spent ~90 CPU seconds on each looping COPS mutant; with 3 a mutant still gets
 # six times its tests' CPU time, far above what a forked test run needs (its imports are done).
 TIMEOUT_MULTIPLIER = 3.0
+# Statements not mutated: the text of error messages, log lines and warnings (what they say is checked by
+# the tests of the messages; mutating every word of them would only multiply the mutants).
 DO_NOT_MUTATE = [r"^\s*raise \w+(Error|Exception)\(", r"\bsession\.log\(", r"\blog\.(info|warning)\(",
                  r"messages\.append\(", r"warnings\.warn\("]
 

@@ -23,7 +23,6 @@ torch.set_num_threads(1)  # the suite runs beside other processes on 2 cores (2 
 # end-to-end test: each distinct override list is composed once per process and every call gets its own deep
 # copy (tests may change it). The cache lives in tests/composed_configs.py, which stays imported from one
 # pytest.main to the next (this file does not).
-_COMPOSED = COMPOSED
 
 
 @pytest.fixture
@@ -33,10 +32,10 @@ def make_cfg():
 
     def _compose(*overrides: str):
         key = tuple(overrides)
-        if key not in _COMPOSED:
+        if key not in COMPOSED:
             with initialize_config_module(config_module="sparse_exp.conf", version_base="1.3"):
-                _COMPOSED[key] = compose(config_name="config", overrides=list(overrides))
-        return copy.deepcopy(_COMPOSED[key])
+                COMPOSED[key] = compose(config_name="config", overrides=list(overrides))
+        return copy.deepcopy(COMPOSED[key])
 
     return _compose
 
