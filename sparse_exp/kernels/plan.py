@@ -375,13 +375,14 @@ def measure_products(kernel: LayerKernel, x: torch.Tensor) -> dict[str, tuple[fl
     w = kernel.module.weight.detach()
     timed = [p for p in kernel.allowed if p != "grad_input" or x.requires_grad]  # a first layer needs no dL/dX
     x = x.detach()
-    y, _ = products.forward(x, w, structure, False)
+    bias = None if kernel.module.bias is None else kernel.module.bias.detach()
+    y, _ = products.forward(x, w, bias, structure, False)
     gy = torch.randn_like(y)
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     # each sparse product is timed with the layout work it needs (dL/dY^T, the columns of x)
-    flat = (lambda s: products.flat_grad(gy) if s else None)
+    flat = (lambda s: products.flat_grad(gy, w)[0] if s else None)
     calls = {
-        "forward": lambda s: products.forward(x, w, structure, s),
+        "forward": lambda s: products.forward(x, w, bias, structure, s),
         "grad_input": lambda s: products.grad_input(gy, flat(s), x, w, structure, s),
         "grad_weight": lambda s: products.grad_weight(gy, flat(s), x, w, structure, s, coo=s and kernel.sparse_grad()),
     }

@@ -14,7 +14,8 @@ the trained entries) this step pre-hook of torch.optim.SGD does the same arithme
     d_k = g_k + momentum b_k if nesterov else b_k
     p[k] -= lr d_k
 
-and scatters p[k] and b[k] back. The momentum buffer stays a dense tensor in the optimizer's state (zero
+and scatters p[k] and b[k] back (on CPU in one call of the compiled kernel kernels/native.c `kept_sgd`,
+which does the same arithmetic entry by entry). The momentum buffer stays a dense tensor in the optimizer's state (zero
 at masked entries, as the dense path leaves it), so checkpoints, resumes, mask changes and LTH
 rewinds see the same state as without this hook. The parameter's `.grad` is then set to None so that
 SGD's own loop skips it. Not used: with Adam/AdamW (their per-parameter step counters and moments stay
@@ -23,6 +24,8 @@ dense), for FreezeNet-WD (frozen entries decay too) and with `trainer.sparse_ker
 from __future__ import annotations
 
 import torch
+
+from sparse_exp.kernels import native
 
 
 @torch.no_grad()
@@ -37,9 +40,11 @@ def kept_entry_sgd_(optimizer: torch.optim.SGD, enforcer) -> None:
             index = enforcer.kept_index.get(id(p))
             if index is None:
                 continue
+            grad = p.grad
+            if grad is not None and grad.is_sparse and _native_step(optimizer, group, p, index, enforcer):
+                continue
             flat = p.view(-1)
             values = flat.index_select(0, index)
-            grad = p.grad
             if grad is None:  # a layer the forward did not use; the enforcer would have given it zeros
                 g = torch.zeros_like(values)
             elif grad.is_sparse:  # from sparse kernels: dL/dW at exactly these entries, in this order (kernels/csr.py)
@@ -65,3 +70,21 @@ def kept_entry_sgd_(optimizer: torch.optim.SGD, enforcer) -> None:
                 d = g.add(b, alpha=momentum) if nesterov else b
             flat.scatter_(0, index, values.add_(d, alpha=-lr))
             p.grad = None
+
+
+def _native_step(optimizer, group, p: torch.Tensor, index: torch.Tensor, enforcer) -> bool:
+    """The step above as one call of native.c's kept_sgd, where it can take these tensors; False otherwise."""
+    g = p.grad._values()
+    momentum = group["momentum"]
+    state = optimizer.state[p]
+    buf = state.get("momentum_buffer") if momentum else None
+    if not native.usable(p, g, *([] if buf is None else [buf])):
+        return False
+    first = bool(momentum) and buf is None
+    if first:  # SGD's first step: the buffer is the gradient (zero at masked entries)
+        state["momentum_buffer"] = buf = torch.zeros_like(p)
+    native.fn("kept_sgd", p.dtype)(index.numel(), index.data_ptr(), p.data_ptr(), native.ptr(buf), g.data_ptr(),
+                                   enforcer.weight_decay, group["weight_decay"], momentum, group["dampening"],
+                                   group["lr"], int(group["nesterov"]), int(group["maximize"]), int(first))
+    p.grad = None
+    return True
