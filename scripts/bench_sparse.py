@@ -17,10 +17,6 @@ batch 32) at q = 0.99, and LeNet-300-100 frozen at q = 0.99 (FreezeNet: only dL/
 
     python scripts/bench_sparse.py             # 20 step triples per case (a few minutes)
     python scripts/bench_sparse.py --quick     # 3 per case, fewer cases
-    python scripts/bench_sparse.py --malloc default   # glibc's own allocator settings
-
-The process keeps freed memory as a run does by default (`trainer.malloc=retain`, training/memory.py):
-without it the tensors of every step land on fresh pages from the OS, which slows all three alike.
 
 The last line is JSON: lenet300_q99_speedup and lenet5_q99_speedup (auto), min_auto_speedup (the
 smallest auto speed-up over all cases: auto should never make a step slower), and every case with
@@ -45,7 +41,6 @@ from sparse_exp.kernels import SparseKernels  # noqa: E402
 from sparse_exp.models import MODELS, initialise, prunable_parameters  # noqa: E402
 from sparse_exp.sparsity.dst import erk_random_mask  # noqa: E402
 from sparse_exp.sparsity.enforce import MaskEnforcer  # noqa: E402
-from sparse_exp.training import memory  # noqa: E402
 from sparse_exp.training.optim import build_optimizer  # noqa: E402
 
 TRAIN = SimpleNamespace(weight_decay=5e-4, lr=0.01, momentum=0.9, nesterov=False)
@@ -123,10 +118,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--triples", type=int, default=20, help="timed (off, auto, on) step triples per case")
     ap.add_argument("--quick", action="store_true", help="3 triples, three cases")
-    ap.add_argument("--malloc", choices=memory.MODES, default="retain", help="as trainer.malloc (see above)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    retained = memory.configure(args.malloc)
     cases, triples = (QUICK, 3) if args.quick else (CASES, args.triples)
     results = []
     for name, shape, batch, q, mode in cases:
@@ -141,8 +134,7 @@ def main() -> None:
         return next((r["auto_speedup"] for r in results if (r["model"], r["q"], r["mode"]) == (model, q, mode)), None)
 
     print(json.dumps({"lenet300_q99_speedup": pick("lenet300", 0.99), "lenet5_q99_speedup": pick("lenet5", 0.99),
-                      "min_auto_speedup": min(r["auto_speedup"] for r in results), "threads": 1,
-                      "malloc_retain": retained, "cases": results}))
+                      "min_auto_speedup": min(r["auto_speedup"] for r in results), "threads": 1, "cases": results}))
 
 
 if __name__ == "__main__":

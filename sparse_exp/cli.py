@@ -109,7 +109,7 @@ def _print_summary(metrics: dict, out_dir: Path) -> None:
 
 
 # Overrides that `resume=<run dir>` accepts: where and how fast the run continues, never what it computes.
-RESUME_MAY_CHANGE = ("device", "trainer.threads", "trainer.malloc", "trainer.log_every", "trainer.checkpoint_every_steps",
+RESUME_MAY_CHANGE = ("device", "trainer.threads", "trainer.log_every", "trainer.checkpoint_every_steps",
                      "trainer.checkpoint_every_min", "trainer.sparse_kernels", "dataset.root",
                      "dataset.num_workers")
 

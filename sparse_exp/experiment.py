@@ -27,7 +27,6 @@ from sparse_exp.runinfo import run_info
 from sparse_exp.tracking.files import load_torch, read_json, write_json
 from sparse_exp.tracking.metrics import build_metrics, failure_record, hparams_of
 from sparse_exp.tracking.tensorboard import Tracker
-from sparse_exp.training import memory
 from sparse_exp.training.interrupt import InterruptGuard, Interrupted
 from sparse_exp.training.session import CHECKPOINT, Session
 
@@ -134,7 +133,6 @@ def run(cfg: DictConfig, out_dir: Path, choices: Optional[dict] = None, is_write
     device = distributed.rank_device(resolve_device(cfg.device))
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
-    memory.configure(cfg.trainer.malloc)
     if is_writer:
         OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
         # the config goes in too: a report lists a run that never finished with what it was

@@ -86,7 +86,6 @@ class TrainerConfig:
     progress_every_s: float = 30.0  # a progress line in the log this often (a live bar on a terminal)
     max_steps_per_epoch: Optional[int] = None  # cut epochs short (smoke tests, benchmarks)
     threads: Optional[int] = None  # torch.set_num_threads; None keeps torch's default
-    malloc: str = "retain"  # retain | default: keep freed host memory in the process (training/memory.py)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; CUDA only for fp16)
     channels_last: bool = False
     sync_bn: bool = False

@@ -14,7 +14,6 @@ import torch
 from sparse_exp.config.target import import_target
 from sparse_exp.errors import ConfigError
 from sparse_exp.kernels.plan import MODES as KERNEL_MODES
-from sparse_exp.training.memory import MODES as MALLOC_MODES
 from sparse_exp.registry import UnknownName
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -88,7 +87,6 @@ def validate(cfg) -> None:
     _check(t.max_steps_per_epoch is None or t.max_steps_per_epoch >= 1,
            f"trainer.max_steps_per_epoch must be >= 1 or null; got {t.max_steps_per_epoch}")
     _check(t.threads is None or t.threads >= 1, f"trainer.threads must be >= 1 or null; got {t.threads}")
-    _check(t.malloc in MALLOC_MODES, f"trainer.malloc must be one of {', '.join(MALLOC_MODES)}; got '{t.malloc}'")
     _check(t.checkpoint_every_steps is None or t.checkpoint_every_steps >= 1,
            f"trainer.checkpoint_every_steps must be >= 1 or null; got {t.checkpoint_every_steps}")
     _check(t.checkpoint_every_min is None or t.checkpoint_every_min > 0,

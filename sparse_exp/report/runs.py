@@ -14,7 +14,6 @@ from typing import Any, Iterable
 
 # Keys that never split groups: the seed is what a group averages over; the rest are paths and speed knobs.
 IGNORED = ("seed", "resume", "device", "dataset.root", "dataset.num_workers", "dataset.download", "trainer.threads",
-           "trainer.malloc",
            "trainer.log_every", "trainer.eval_batch_size", "trainer.checkpoint_every_steps",
            "trainer.checkpoint_every_min", "dry_run")
 FINISHED = ("completed", "diverged")
