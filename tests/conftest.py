@@ -25,6 +25,18 @@ torch.set_num_threads(1)  # the suite runs beside other processes on 2 cores (2 
 # pytest.main to the next (this file does not).
 
 
+@pytest.fixture(params=["compiled", "pytorch"])
+def kernel_impl(request, monkeypatch):
+    """Run a sparse-kernel test on the compiled kernels (kernels/native.c) and on PyTorch's CSR operations."""
+    from sparse_exp.kernels import native
+
+    if request.param == "pytorch":
+        monkeypatch.setitem(native._state, "lib", None)
+    elif native.lib() is None:
+        pytest.skip("no C compiler: the compiled kernels are not built here")
+    return request.param
+
+
 @pytest.fixture
 def make_cfg():
     """compose(overrides) -> the composed DictConfig, exactly as the CLI would build it."""

@@ -1,0 +1,118 @@
+"""The compiled kernels (sparse_exp/kernels/native.c) against dense PyTorch products of the masked weight:
+every kernel, both dtypes, batch sizes around the 8-sample blocks and the 8 x 8 tiles (1, 7, 8, 13, 29), widths
+that are not multiples of 8, empty rows and an empty mask; the cached build, and the fallback to PyTorch's
+operations where no compiler is found. Products inside layers and SGD are compared, compiled and not, in
+tests/test_sparse_kernels.py."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from sparse_exp.kernels import native
+from sparse_exp.kernels.csr import CSRStructure, transposed
+
+pytestmark = pytest.mark.skipif(native.lib() is None, reason="no C compiler: the compiled kernels are not built here")
+
+# (rows, cols, density): LeNet-like, narrow, wide and the corner cases
+SHAPES = [(20, 30, 0.2), (3, 17, 0.5), (17, 3, 0.5), (9, 40, 0.0), (12, 16, 1.0)]
+BATCHES = [1, 7, 8, 13, 29]
+
+
+def _layer(rows, cols, density, dtype, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    mask = torch.rand(rows, cols, generator=gen) < density
+    mask[rows // 2] = False  # an empty row in every mask
+    w = torch.randn(rows, cols, generator=gen, dtype=dtype) * mask
+    return w, mask, CSRStructure(mask)
+
+
+def _tol(dtype):
+    return dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", BATCHES)
+@pytest.mark.parametrize("rows, cols, density", SHAPES)
+def test_row_major_products(rows, cols, density, n, dtype):
+    """rows_mm (y = x W^T + b), rows_mm_t (dL/dX = dL/dY W) and rows_sampled (dL/dW at the kept entries, dL/db)."""
+    w, mask, s = _layer(rows, cols, density, dtype)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(n, cols, generator=gen, dtype=dtype)
+    gy = torch.randn(n, rows, generator=gen, dtype=dtype)
+    bias = torch.randn(rows, generator=gen, dtype=dtype)
+    torch.testing.assert_close(s.rows_mm(w, x, bias), x @ w.t() + bias, **_tol(dtype))
+    torch.testing.assert_close(s.rows_mm(w, x), x @ w.t(), **_tol(dtype))
+    torch.testing.assert_close(s.rows_mm_t(w, gy), gy @ w, **_tol(dtype))
+    gw, gb = s.rows_sampled(gy, x, w, bias_grad=True)
+    torch.testing.assert_close(gw, (gy.t() @ x) * mask, **_tol(dtype))
+    torch.testing.assert_close(gb, gy.sum(0), **_tol(dtype))
+    coo, none = s.rows_sampled(gy, x, w, coo=True)
+    assert none is None and coo.is_sparse and coo._nnz() == int(mask.sum())
+    torch.testing.assert_close(coo.to_dense(), gw)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [1, 13, 600])  # 600 > 512: the output is added up in chunks of 512 columns
+@pytest.mark.parametrize("rows, cols, density", SHAPES)
+def test_column_layout_products(rows, cols, density, n, dtype):
+    """mm (W b + bias), mm_t (W^T b) and sampled on the (features, n) layout of im2col columns."""
+    w, mask, s = _layer(rows, cols, density, dtype)
+    gen = torch.Generator().manual_seed(2)
+    b = torch.randn(cols, n, generator=gen, dtype=dtype)
+    g = torch.randn(rows, n, generator=gen, dtype=dtype)
+    bias = torch.randn(rows, generator=gen, dtype=dtype)
+    torch.testing.assert_close(s.mm(w, b, bias), w @ b + bias[:, None], **_tol(dtype))
+    torch.testing.assert_close(s.mm_t(w, g), w.t() @ g, **_tol(dtype))
+    torch.testing.assert_close(s.sampled(g, b, w), (g @ b.t()) * mask, **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 30), (33, 17), (100, 784)])
+def test_transposed_copy_and_column_sums(shape, dtype):
+    x = torch.randn(shape, dtype=dtype)
+    t, sums = transposed(x, sums=True)
+    assert t.is_contiguous() and torch.equal(t, x.t())
+    torch.testing.assert_close(sums, x.sum(0), **_tol(dtype))
+    view = x.t()  # already laid out as the products want: returned as is, no copy
+    assert transposed(view)[0].data_ptr() == x.data_ptr()
+
+
+def test_build_is_cached_per_source_and_compiler(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARSE_EXP_CACHE", str(tmp_path))
+    first = native.build()
+    assert first.parent == tmp_path and first.name.startswith("native-") and first.suffix == ".so"
+    stamp = first.stat().st_mtime_ns
+    assert native.build() == first and first.stat().st_mtime_ns == stamp  # not compiled again
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary files left
+
+
+def test_without_a_compiler_pytorch_computes_the_same(tmp_path, monkeypatch, caplog):
+    """A failing compiler (here `false`) leaves lib() None, logged once; the products then run on PyTorch's
+    CSR operations with the same results."""
+    w, mask, s = _layer(20, 30, 0.2, torch.float32)
+    x = torch.randn(13, 30)
+    compiled = s.mm(w, x.t().contiguous())
+    monkeypatch.setenv("SPARSE_EXP_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "false")
+    with pytest.raises(RuntimeError, match="false failed"):
+        native.build()
+    monkeypatch.delitem(native._state, "lib")
+    with caplog.at_level(logging.INFO, logger="sparse_exp"):
+        assert native.lib() is None and not native.usable(w)
+    assert "compiled kernels unavailable" in caplog.text
+    torch.testing.assert_close(s.mm(w, x.t().contiguous()), compiled)
+    monkeypatch.setenv("CC", "gcc")
+    monkeypatch.setenv("SPARSE_EXP_NATIVE", "0")  # switched off by the environment
+    monkeypatch.delitem(native._state, "lib")
+    assert native.lib() is None
+
+
+def test_only_contiguous_cpu_tensors_of_one_float_dtype_are_usable():
+    a = torch.randn(4, 5)
+    assert native.usable(a, torch.randn(5))
+    assert not native.usable(a.t())  # a strided view
+    assert not native.usable(a, a.double())
+    assert not native.usable(a.half())
+    assert not native.usable(torch.arange(3))
