@@ -85,7 +85,7 @@ def bench(name: str, shape, batch: int, q: float, mode: str, triples: int) -> di
     for _ in range(3):  # warm-up; auto measures the products in the first of these steps
         for kind in KINDS:
             runs[kind][0](x, y)
-    for _ in range(60):  # auto's whole-step trial (kernels/trial.py: 3 plans x 5 steps at most), as in a run
+    for _ in range(60):  # auto's whole-step trial (kernels/trial.py: 3 plans x ROUNDS steps at most), as in a run
         if runs["auto"][1].settled:
             break
         for kind in KINDS:

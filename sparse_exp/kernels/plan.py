@@ -19,8 +19,9 @@ rounding) without the multiplications by zero.
 
 With SGD (the papers' optimizer) a layer also *updates* only its trained entries (kernels/update.py:
 the weight-decay fold, momentum and step on the nnz values, dL/dW handed over as a sparse tensor) under
-`on`, and under `auto` where the layer is at most `KEPT_UPDATE_MAX_DENSITY` dense and has at least
-`KEPT_UPDATE_MIN_NUMEL` entries (below that the gathers cost more than the dense update saves).
+`on`, and under `auto` where the layer is at most `KEPT_UPDATE_MAX_DENSITY` dense and, without the compiled
+kernels (kernels/native.py), has at least `KEPT_UPDATE_MIN_NUMEL` entries (below that PyTorch's gathers cost
+more than the dense update saves).
 
 Masks that change (SET, RigL, GMP, LTH rounds) rebuild the structure at every update
 (`install` again); a decision is reused for the same shape and density bucket. A method that reads
@@ -41,6 +42,7 @@ import torch
 from torch import nn
 
 from sparse_exp import distributed
+from sparse_exp.kernels import native
 from sparse_exp.kernels.csr import CSRStructure
 from sparse_exp.kernels.products import PRODUCTS, SparseLayerFunction, products_for
 from sparse_exp.kernels.trial import PLANS, StepTrial
@@ -57,9 +59,10 @@ MIN_SPEEDUP_WEIGHT_GRAD_ALONE = 2.0
 MAX_DENSITY = 0.3  # auto: above this density CSR products do not pay on any layer measured (README)
 MAX_COLUMNS_MB = 256  # auto: a convolution whose im2col columns would exceed this stays dense unmeasured
 REPEATS = 5
-# auto: a layer's SGD step runs at its trained entries only (kernels/update.py) at most this dense and at least
-# this large: measured per step (one thread) gather/scatter at the kept entries vs the dense fold + momentum +
-# update: 235,200 entries at 1% 54 vs 185 us, at 10% 250 vs 135 us; 30,000 entries at 1% 47 vs 47 us
+# auto: a layer's SGD step runs at its trained entries only (kernels/update.py) at most this dense and, unless
+# the compiled kernels step it, at least this large: measured per step (one thread) gather/scatter at the kept
+# entries vs the dense fold + momentum + update in PyTorch operations: 235,200 entries at 1% 54 vs 185 us, at 10%
+# 250 vs 135 us; 30,000 entries at 1% 47 vs 47 us
 KEPT_UPDATE_MAX_DENSITY = 0.05
 KEPT_UPDATE_MIN_NUMEL = 65_536
 
@@ -207,8 +210,8 @@ class SparseKernels:
             kernel = LayerKernel(self, name, module, products, structure, allowed)
             steps_kept = enforcer.updates_only_trained_entries()  # SGD at the trained entries (kernels/update.py)
             kernel.kept_sparse = steps_kept and (self.mode == "on" or structure.density <= KEPT_UPDATE_MAX_DENSITY)
-            kernel.kept_measured = kernel.kept_sparse and (
-                self.mode == "on" or structure.numel >= KEPT_UPDATE_MIN_NUMEL)
+            kernel.kept_measured = kernel.kept_sparse and (  # compiled, the kept-entry step is one call
+                self.mode == "on" or structure.numel >= KEPT_UPDATE_MIN_NUMEL or native.usable(module.weight))
             self.layers[name] = kernel
             kernel.set_plan({p: self.mode == "on" and p in allowed for p in PRODUCTS}, kernel.kept_measured)
             if self.mode == "auto":
