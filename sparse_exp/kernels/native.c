@@ -182,16 +182,17 @@ CLONES void transpose_##S(int64_t rows, int64_t cols, const T *restrict src, int
 /* One SGD step of the kept entries p[index[k]] (kernels/update.py has the same in PyTorch operations):   \
    g = grad[k] (+ fold p, the mask enforcer's weight decay) (negated if maximize) (+ wd p, SGD's own);    \
    b = g at the first step, else momentum b + (1 - dampening) g; d = g + momentum b (nesterov) or b;      \
-   p -= lr d. grad holds the kept entries' values in `index` order (index NULL: every entry of p, grad     \
-   dense); buf is the dense momentum buffer (NULL without momentum). */                                   \
+   p -= lr d. grad holds the kept entries' values in `index` order, or with dense_grad the dense gradient \
+   (index NULL: every entry of p); buf is the dense momentum buffer (NULL without momentum). */           \
 CLONES void kept_sgd_##S(int64_t nnz, const int64_t *restrict index, T *restrict p, T *restrict buf,        \
                          const T *restrict grad, double fold, double wd, double momentum,                 \
-                         double dampening, double lr, int nesterov, int maximize, int first) {            \
+                         double dampening, double lr, int nesterov, int maximize, int first,              \
+                         int dense_grad) {                                                                \
     const T tf = (T)fold, tw = (T)wd, tm = (T)momentum, td = (T)(1.0 - dampening), tl = (T)lr;             \
     for (int64_t k = 0; k < nnz; k++) {                                                                    \
         const int64_t i = index ? index[k] : k;                                                            \
         const T v = p[i];                                                                                  \
-        T g = grad[k] + tf * v;                                                                            \
+        T g = grad[dense_grad ? i : k] + tf * v;                                                           \
         if (maximize) g = -g;                                                                              \
         g = g + tw * v;                                                                                    \
         T d = g;                                                                                           \

@@ -40,7 +40,7 @@ SIGNATURES = {
     "csr_mm": [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR],
     "sampled": [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR],
     "transpose": [_I64, _I64, _PTR, _I64, _PTR, _PTR],
-    "kept_sgd": [_I64, _PTR, _PTR, _PTR, _PTR, _F64, _F64, _F64, _F64, _F64, _INT, _INT, _INT],
+    "kept_sgd": [_I64, _PTR, _PTR, _PTR, _PTR, _F64, _F64, _F64, _F64, _F64, _INT, _INT, _INT, _INT],
     "rows_mm": [_I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR],
     "rows_sampled": [_I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR],
 }
@@ -57,14 +57,15 @@ def cache_dir() -> Path:
 
 
 def _compiler() -> Optional[str]:
-    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    """$CC, else gcc, else cc: native.c is GNU C (vector extensions, __builtin_shuffle, target_clones)."""
+    return os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
 
 
 def build(directory: Optional[Path] = None) -> Path:
     """Compile native.c (if not cached) and return the library's path; raises if the compiler fails."""
     cc = _compiler()
     if cc is None:
-        raise RuntimeError("no C compiler found (cc, gcc, clang or $CC)")
+        raise RuntimeError("no C compiler found ($CC, gcc or cc)")
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False).stdout
     source = SOURCE.read_bytes()
     key = hashlib.sha256(source + version.encode() + " ".join(FLAGS).encode()).hexdigest()[:16]

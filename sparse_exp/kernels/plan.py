@@ -19,9 +19,9 @@ rounding) without the multiplications by zero.
 
 With SGD (the papers' optimizer) a layer also *updates* only its trained entries (kernels/update.py:
 the weight-decay fold, momentum and step on the nnz values, dL/dW handed over as a sparse tensor) under
-`on`, and under `auto` where the layer is at most `KEPT_UPDATE_MAX_DENSITY` dense and, without the compiled
-kernels (kernels/native.py), has at least `KEPT_UPDATE_MIN_NUMEL` entries (below that PyTorch's gathers cost
-more than the dense update saves).
+`on`, under `auto` with the compiled kernels (kernels/native.py) for every layer on sparse kernels, and
+without them where the layer is at most `KEPT_UPDATE_MAX_DENSITY` dense and has at least
+`KEPT_UPDATE_MIN_NUMEL` entries (else PyTorch's gathers cost more than the dense update saves).
 
 Masks that change (SET, RigL, GMP, LTH rounds) rebuild the structure at every update
 (`install` again); a decision is reused for the same shape and density bucket. A method that reads
@@ -59,8 +59,8 @@ MIN_SPEEDUP_WEIGHT_GRAD_ALONE = 2.0
 MAX_DENSITY = 0.3  # auto: above this density CSR products do not pay on any layer measured (README)
 MAX_COLUMNS_MB = 256  # auto: a convolution whose im2col columns would exceed this stays dense unmeasured
 REPEATS = 5
-# auto: a layer's SGD step runs at its trained entries only (kernels/update.py) at most this dense and, unless
-# the compiled kernels step it, at least this large: measured per step (one thread) gather/scatter at the kept
+# auto without the compiled kernels: a layer's SGD step runs at its trained entries only (kernels/update.py) at
+# most this dense and at least this large: measured per step (one thread) gather/scatter at the kept
 # entries vs the dense fold + momentum + update in PyTorch operations: 235,200 entries at 1% 54 vs 185 us, at 10%
 # 250 vs 135 us; 30,000 entries at 1% 47 vs 47 us
 KEPT_UPDATE_MAX_DENSITY = 0.05
@@ -209,9 +209,13 @@ class SparseKernels:
             allowed = PRODUCTS if enforcer.mode == "prune" else ("grad_weight",)
             kernel = LayerKernel(self, name, module, products, structure, allowed)
             steps_kept = enforcer.updates_only_trained_entries()  # SGD at the trained entries (kernels/update.py)
-            kernel.kept_sparse = steps_kept and (self.mode == "on" or structure.density <= KEPT_UPDATE_MAX_DENSITY)
-            kernel.kept_measured = kernel.kept_sparse and (  # compiled, the kept-entry step is one call
-                self.mode == "on" or structure.numel >= KEPT_UPDATE_MIN_NUMEL or native.usable(module.weight))
+            # compiled, the kept-entry step is one call at any density, and a layer it steps leaves the enforcer's
+            # passes (bench_sparse.py, LeNet-300-100 at q = 0.99: fc3, 18% dense, kept too: 2.28x against 2.01x)
+            compiled = native.usable(module.weight)
+            kernel.kept_sparse = steps_kept and (
+                self.mode == "on" or structure.density <= KEPT_UPDATE_MAX_DENSITY or compiled)
+            kernel.kept_measured = kernel.kept_sparse and (
+                self.mode == "on" or structure.numel >= KEPT_UPDATE_MIN_NUMEL or compiled)
             self.layers[name] = kernel
             kernel.set_plan({p: self.mode == "on" and p in allowed for p in PRODUCTS}, kernel.kept_measured)
             if self.mode == "auto":
@@ -357,6 +361,7 @@ class SparseKernels:
     # metrics.json -----------------------------------------------------------------------------
     def summary(self) -> dict:
         out = {"mode": self.mode, "installs": self.installs,
+               "compiled": bool(self.layers) and native.usable(next(iter(self.layers.values())).module.weight),
                "layers": {**{n: k.record(bool(self.enforcer and self.enforcer.kept_entry_step)) for n, k in self.layers.items()},
                           **{n: {"dense": why} for n, why in self.dense.items()}}}
         if self.mode == "auto" and self.layers:

@@ -49,8 +49,8 @@ def kept_entry_sgd_(optimizer: torch.optim.SGD, enforcer) -> None:
                 if grad is not None and not grad.is_sparse:  # all entries, as SGD would (where compiled)
                     _native_step(optimizer, group, p, None, grad, 0.0)
                 continue
-            if grad is not None and grad.is_sparse and _native_step(optimizer, group, p, index, grad._values(),
-                                                                    enforcer.weight_decay):
+            if grad is not None and _native_step(optimizer, group, p, index, grad._values() if grad.is_sparse else grad,
+                                                 enforcer.weight_decay):
                 continue
             flat = p.view(-1)
             values = flat.index_select(0, index)
@@ -84,19 +84,21 @@ def kept_entry_sgd_(optimizer: torch.optim.SGD, enforcer) -> None:
 def _native_step(optimizer, group, p: torch.Tensor, index: torch.Tensor | None, g: torch.Tensor,
                  fold: float) -> bool:
     """One call of native.c's kept_sgd where it can take these tensors (else False, nothing done): the
-    entries `index` of p with their gradient values g (index None: every entry, g the dense gradient),
-    `fold` the enforcer's weight decay where this step takes it over."""
+    entries `index` of p (None: every entry) with their gradient g, the kept entries' values in `index`
+    order or the dense gradient; `fold` the enforcer's weight decay where this step takes it over."""
     momentum = group["momentum"]
     state = optimizer.state[p]
     buf = state.get("momentum_buffer") if momentum else None
     count = p.numel() if index is None else index.numel()
-    if g.numel() != count or not native.usable(p, g, *([] if buf is None else [buf])):
+    dense_grad = g.shape == p.shape
+    if (g.numel() != count and not dense_grad) or not native.usable(p, g, *([] if buf is None else [buf])):
         return False
     first = bool(momentum) and buf is None
     if first:  # SGD's first step: the buffer is the gradient (zero at masked entries)
         state["momentum_buffer"] = buf = torch.zeros_like(p)
     native.fn("kept_sgd", p.dtype)(count, native.ptr(index), p.data_ptr(), native.ptr(buf), g.data_ptr(),
                                    fold, group["weight_decay"], momentum, group["dampening"],
-                                   group["lr"], int(group["nesterov"]), int(group["maximize"]), int(first))
+                                   group["lr"], int(group["nesterov"]), int(group["maximize"]), int(first),
+                                   int(dense_grad))
     p.grad = None
     return True
