@@ -19,8 +19,10 @@ batch 32) at q = 0.99, and LeNet-300-100 frozen at q = 0.99 (FreezeNet: only dL/
     python scripts/bench_sparse.py --quick     # 3 per case, fewer cases
 
 The last line is JSON: lenet300_q99_speedup and lenet5_q99_speedup (auto), min_auto_speedup (the
-smallest auto speed-up over all cases: auto should never make a step slower), and every case with
-the layers auto put on sparse kernels.
+smallest auto speed-up over all cases: auto should never make a step slower), `compiled` (whether the
+sparse products ran on the compiled kernels of kernels/native.c or, without a C compiler, on PyTorch's
+CSR operations; `SPARSE_EXP_NATIVE=0` forces the latter), and every case with the layers auto put on
+sparse kernels.
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ from types import SimpleNamespace  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from sparse_exp.kernels import SparseKernels  # noqa: E402
+from sparse_exp.kernels import SparseKernels, native  # noqa: E402
 from sparse_exp.models import MODELS, initialise, prunable_parameters  # noqa: E402
 from sparse_exp.sparsity.dst import erk_random_mask  # noqa: E402
 from sparse_exp.sparsity.enforce import MaskEnforcer  # noqa: E402
@@ -134,7 +136,8 @@ def main() -> None:
         return next((r["auto_speedup"] for r in results if (r["model"], r["q"], r["mode"]) == (model, q, mode)), None)
 
     print(json.dumps({"lenet300_q99_speedup": pick("lenet300", 0.99), "lenet5_q99_speedup": pick("lenet5", 0.99),
-                      "min_auto_speedup": min(r["auto_speedup"] for r in results), "threads": 1, "cases": results}))
+                      "min_auto_speedup": min(r["auto_speedup"] for r in results), "threads": 1,
+                      "compiled": native.lib() is not None, "cases": results}))
 
 
 if __name__ == "__main__":

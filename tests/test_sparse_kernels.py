@@ -432,3 +432,4 @@ def test_benchmark_reports_every_case_and_checks_the_losses():
     assert {(c["model"], c["q"], c["mode"]) for c in summary["cases"]} == {
         ("lenet300", 0.99, "prune"), ("lenet5", 0.99, "prune"), ("lenet300", 0.99, "freeze")}
     assert summary["lenet300_q99_speedup"] > 0 and summary["min_auto_speedup"] > 0
+    assert summary["compiled"] is (native.lib() is not None)
