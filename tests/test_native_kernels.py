@@ -28,6 +28,11 @@ def _layer(rows, cols, density, dtype, seed=0):
     return w, mask, CSRStructure(mask)
 
 
+def _randn(seed, dtype, *shapes):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=gen, dtype=dtype) for shape in shapes]
+
+
 def _tol(dtype):
     return dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
 
@@ -38,10 +43,7 @@ def _tol(dtype):
 def test_row_major_products(rows, cols, density, n, dtype):
     """rows_mm (y = x W^T + b), rows_mm_t (dL/dX = dL/dY W) and rows_sampled (dL/dW at the kept entries, dL/db)."""
     w, mask, s = _layer(rows, cols, density, dtype)
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(n, cols, generator=gen, dtype=dtype)
-    gy = torch.randn(n, rows, generator=gen, dtype=dtype)
-    bias = torch.randn(rows, generator=gen, dtype=dtype)
+    x, gy, bias = _randn(1, dtype, (n, cols), (n, rows), (rows,))
     torch.testing.assert_close(s.rows_mm(w, x, bias), x @ w.t() + bias, **_tol(dtype))
     torch.testing.assert_close(s.rows_mm(w, x), x @ w.t(), **_tol(dtype))
     torch.testing.assert_close(s.rows_mm_t(w, gy), gy @ w, **_tol(dtype))
@@ -59,10 +61,7 @@ def test_row_major_products(rows, cols, density, n, dtype):
 def test_column_layout_products(rows, cols, density, n, dtype):
     """mm (W b + bias), mm_t (W^T b) and sampled on the (features, n) layout of im2col columns."""
     w, mask, s = _layer(rows, cols, density, dtype)
-    gen = torch.Generator().manual_seed(2)
-    b = torch.randn(cols, n, generator=gen, dtype=dtype)
-    g = torch.randn(rows, n, generator=gen, dtype=dtype)
-    bias = torch.randn(rows, generator=gen, dtype=dtype)
+    b, g, bias = _randn(2, dtype, (cols, n), (rows, n), (rows,))
     torch.testing.assert_close(s.mm(w, b, bias), w @ b + bias[:, None], **_tol(dtype))
     torch.testing.assert_close(s.mm_t(w, g), w.t() @ g, **_tol(dtype))
     torch.testing.assert_close(s.sampled(g, b, w), (g @ b.t()) * mask, **_tol(dtype))
