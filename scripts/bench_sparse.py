@@ -3,7 +3,7 @@
 For each case a model with a random mask with Erdős-Rényi-kernel layer densities (the start mask of
 SET/RigL, eq. A.76) is trained three ways from the same weights: masked dense (`off`), `auto` and
 `on`. A step is what the trainer does: forward, cross-entropy, backward, MaskEnforcer.prepare_gradients,
-SGD with momentum and weight decay. Steps of the three alternate (rotating the order) in one process
+SGD with momentum and weight decay. Steps of the three alternate (in all six orders) in one process
 and are timed in CPU time (time.process_time: other processes on the machine slow all three alike
 and do not enter a one-thread process's CPU time); the speed-up is the ratio of the medians,
 off / auto and off / on. `auto` measures its products and runs its whole-step trial (kernels/trial.py)
@@ -15,7 +15,8 @@ steps of the LeNets).
 Cases: LeNet-300-100 and LeNet-5-Caffe (28x28, batch 100) at q = 0.9, 0.99, 0.999, VGG-16 (32x32,
 batch 32) at q = 0.99, and LeNet-300-100 frozen at q = 0.99 (FreezeNet: only dL/dW may be sparse).
 
-    python scripts/bench_sparse.py             # 20 step triples per case (a few minutes)
+    python scripts/bench_sparse.py             # 24 step triples per case (a few minutes)
+    python scripts/bench_sparse.py --only lenet5   # the cases of one model
     python scripts/bench_sparse.py --quick     # 3 per case, fewer cases
 
 The last line is JSON: lenet300_q99_speedup and lenet5_q99_speedup (auto), min_auto_speedup (the
@@ -31,6 +32,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -93,9 +95,10 @@ def bench(name: str, shape, batch: int, q: float, mode: str, triples: int) -> di
         for kind in KINDS:
             runs[kind][0](x, y)
     cpu = {kind: [] for kind in KINDS}
+    orders = list(itertools.permutations(KINDS))  # every kind runs after every other equally often: a step
+    # after `on`'s large im2col buffers meets colder caches than one after a dense step
     for k in range(triples):
-        order = KINDS[k % 3:] + KINDS[:k % 3]
-        for kind in order:
+        for kind in orders[k % len(orders)]:
             c0 = time.process_time()
             runs[kind][0](x, y)
             cpu[kind].append(time.process_time() - c0)
@@ -118,11 +121,13 @@ def bench(name: str, shape, batch: int, q: float, mode: str, triples: int) -> di
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--triples", type=int, default=20, help="timed (off, auto, on) step triples per case")
+    ap.add_argument("--triples", type=int, default=24, help="timed (off, auto, on) step triples per case")
     ap.add_argument("--quick", action="store_true", help="3 triples, three cases")
+    ap.add_argument("--only", choices=sorted({c[0] for c in CASES}), help="the cases of this model only")
     args = ap.parse_args()
     torch.set_num_threads(1)
     cases, triples = (QUICK, 3) if args.quick else (CASES, args.triples)
+    cases = [c for c in cases if args.only in (None, c[0])]
     results = []
     for name, shape, batch, q, mode in cases:
         r = bench(name, shape, batch, q, mode, triples)
