@@ -196,14 +196,49 @@ def _compose_rows(beta: torch.Tensor, basis: torch.Tensor, rows: int | None = No
     As one (M, n) x (n, K^2) product with n, K^2 = 9 the BLAS runs at a fraction of its speed (the
     inner dimension is too short to fill its kernels; measured 3x slower than memory speed on VGG-16's
     512x512 layer). Viewing `rows` consecutive filters as one row multiplies by the block-diagonal
-    kron(I_rows, F) instead: the same result and, through autograd, the same dL/dbeta = dL/dW F^T and
-    dL/dF = sum_rows beta^T dL/dW (kron's backward sums the diagonal blocks), with wider products."""
+    kron(I_rows, F) instead: the same result, with wider products. `_ComposeRows` computes the
+    gradients dL/dbeta = dL/dW F^T and dL/dF = beta^T dL/dW with the same wide products, directly."""
     m, n = beta.shape
     rows = COMPOSE_ROWS if rows is None else rows
     if rows <= 1 or m % rows:
         return beta @ basis
-    block = torch.kron(torch.eye(rows, dtype=basis.dtype, device=basis.device), basis)
-    return (beta.reshape(m // rows, rows * n) @ block).reshape(m, basis.shape[1])
+    return _ComposeRows.apply(beta, basis, rows)
+
+
+def _block_diagonal(basis: torch.Tensor, rows: int) -> torch.Tensor:
+    """kron(I_rows, F): `rows` copies of F on the diagonal."""
+    return torch.kron(torch.eye(rows, dtype=basis.dtype, device=basis.device), basis)
+
+
+class _ComposeRows(torch.autograd.Function):
+    """W = beta F as (M/rows, rows n) x kron(I_rows, F), and its backward as two products of the
+    same width: dL/dbeta = (dL/dW, rows filters per row) x kron(I_rows, F)^T, and
+    dL/dF = sum of the diagonal (n, K^2) blocks of (beta, rows per row)^T (dL/dW, rows per row).
+    The same arithmetic autograd derived through kron and mm, without its graph (reshape, kron
+    and mm nodes, kron's backward). The backward is written in differentiable ops on the saved
+    inputs, so double backpropagation (GraSP's Hessian-gradient product) still works."""
+
+    @staticmethod
+    def forward(ctx, beta: torch.Tensor, basis: torch.Tensor, rows: int) -> torch.Tensor:
+        m, n = beta.shape
+        ctx.rows = rows
+        ctx.save_for_backward(beta, basis)
+        return torch.mm(beta.reshape(m // rows, rows * n), _block_diagonal(basis, rows)).view(m, basis.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        beta, basis = ctx.saved_tensors
+        rows = ctx.rows
+        m, n = beta.shape
+        k2 = basis.shape[1]
+        grad = grad.reshape(m // rows, rows * k2)
+        grad_beta = grad_basis = None
+        if ctx.needs_input_grad[0]:
+            grad_beta = torch.mm(grad, _block_diagonal(basis, rows).t()).view(m, n)
+        if ctx.needs_input_grad[1]:
+            blocks = torch.mm(beta.reshape(m // rows, rows * n).t(), grad)  # (rows n, rows K^2)
+            grad_basis = blocks.view(rows, n, rows, k2).diagonal(dim1=0, dim2=2).sum(-1)
+        return grad_beta, grad_basis, None
 
 
 def _spatial_draw(shape, weight_init, generator) -> torch.Tensor:
