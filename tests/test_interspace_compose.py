@@ -4,7 +4,7 @@ autograd through an einsum over every filter's own basis, and the kron(I_2, F) p
 autograd that the layer used before. Forward outputs and the gradients of the coefficients, the
 bases and the bias must agree to float rounding, for every split (one basis per layer, per
 input-channel group, per output-channel group), for bases (n# = K^2) and dictionaries (n# != K^2),
-in float32 and float64."""
+in float32 and float64, on the compiled kernels (kernels/native.c) and on PyTorch's products."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -69,7 +69,8 @@ def _reference_weight(layer, coeff, basis):
 @pytest.mark.parametrize("dict_size", [None, 5, 13])  # None: a basis, n# = K^2 = 9; else a dictionary
 @pytest.mark.parametrize("scheme,nc", [("fine", 1), ("medium", 1), ("in_nc", 2), ("out_nc", 3)])
 @pytest.mark.parametrize("channels", [(4, 6, 8), (3, 5, 7)])  # (3, 5, 7): odd filter counts (one filter per row)
-def test_layer_outputs_and_gradients_equal_the_plain_einsum_composition(scheme, nc, dict_size, dtype, channels):
+def test_layer_outputs_and_gradients_equal_the_plain_einsum_composition(scheme, nc, dict_size, dtype, channels,
+                                                                        kernel_impl):
     model = _model(scheme, nc, dict_size, dtype, channels)
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(2, channels[0], 9, 9, generator=gen, dtype=dtype)
@@ -103,7 +104,7 @@ def _kron_through_autograd(beta, basis, rows):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("rows", [2, 3, 4])
 @pytest.mark.parametrize("m, n, k2", [(4096, 9, 9), (36, 5, 9), (24, 16, 9), (120, 25, 25)])
-def test_compose_rows_equals_einsum_and_the_previous_kron_product(m, n, k2, rows, dtype):
+def test_compose_rows_equals_einsum_and_the_previous_kron_product(m, n, k2, rows, dtype, kernel_impl):
     gen = torch.Generator().manual_seed(0)
     beta = torch.randn(m, n, generator=gen, dtype=dtype, requires_grad=True)
     basis = torch.randn(n, k2, generator=gen, dtype=dtype, requires_grad=True)
@@ -117,8 +118,9 @@ def test_compose_rows_equals_einsum_and_the_previous_kron_product(m, n, k2, rows
         close(got[1], expected[1])
 
 
-def test_compose_rows_is_used_and_twice_differentiable():
-    """The hand-written backward is itself differentiable (GraSP's double backpropagation)."""
+def test_compose_rows_is_used_and_twice_differentiable(kernel_impl):
+    """The hand-written backward is itself differentiable (GraSP's double backpropagation; compiled, the
+    first-order backward is native.c's and the second order PyTorch's)."""
     gen = torch.Generator().manual_seed(0)
     beta = torch.randn(6, 4, generator=gen, dtype=torch.float64, requires_grad=True)
     basis = torch.randn(4, 9, generator=gen, dtype=torch.float64, requires_grad=True)

@@ -115,3 +115,24 @@ def test_only_contiguous_cpu_tensors_of_one_float_dtype_are_usable():
     assert not native.usable(a, a.double())
     assert not native.usable(a.half())
     assert not native.usable(torch.arange(3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("m, n, k2", [(1, 9, 9), (37, 9, 9), (600, 9, 9), (37, 5, 9), (37, 13, 9), (20, 4, 4)])
+def test_interspace_composition(m, n, k2, dtype):
+    """compose (W = beta F, layers/interspace.py) and compose_backward (dL/dbeta = dL/dW F^T, dL/dF =
+    beta^T dL/dW; 600 filters span three of its 256-filter blocks) against dense products; the 3 x 3
+    case with n = 9 has its own loops."""
+    beta, basis, grad = _randn(3, dtype, (m, n), (n, k2), (m, k2))
+    w = torch.empty(m, k2, dtype=dtype)
+    native.fn("compose", dtype)(m, n, k2, beta.data_ptr(), basis.data_ptr(), w.data_ptr())
+    torch.testing.assert_close(w, beta @ basis, **_tol(dtype))
+    grad_beta, grad_basis = torch.empty(m, n, dtype=dtype), torch.empty(n, k2, dtype=dtype)
+    native.call("compose_backward", dtype, m, n, k2, grad.data_ptr(), beta.data_ptr(), basis.data_ptr(),
+                grad_beta.data_ptr(), grad_basis.data_ptr())
+    torch.testing.assert_close(grad_beta, grad @ basis.t(), **_tol(dtype))
+    torch.testing.assert_close(grad_basis, beta.t() @ grad, **_tol(dtype))
+    only_basis = torch.empty(n, k2, dtype=dtype)  # a frozen coefficient tensor: dL/dbeta not asked for
+    native.call("compose_backward", dtype, m, n, k2, grad.data_ptr(), beta.data_ptr(), basis.data_ptr(), None,
+                only_basis.data_ptr())
+    torch.testing.assert_close(only_basis, grad_basis)

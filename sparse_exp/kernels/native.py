@@ -43,8 +43,10 @@ SIGNATURES = {
     "kept_sgd": [_I64, _PTR, _PTR, _PTR, _PTR, _F64, _F64, _F64, _F64, _F64, _INT, _INT, _INT, _INT],
     "rows_mm": [_I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR],
     "rows_sampled": [_I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR],
+    "compose": [_I64, _I64, _I64, _PTR, _PTR, _PTR],
+    "compose_backward": [_I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR],
 }
-RETURNS = {"rows_mm": _INT, "rows_sampled": _INT}  # 0, or -1 where the kernel's scratch memory was refused
+RETURNS = {"rows_mm": _INT, "rows_sampled": _INT, "compose_backward": _INT}  # 0, or -1 where the kernel's scratch memory was refused
 
 _state: dict = {}  # "lib": the loaded library or None, once tried
 
@@ -122,7 +124,7 @@ def fn(name: str, dtype: torch.dtype):
 
 
 def call(name: str, dtype: torch.dtype, *args) -> None:
-    """Run a kernel that reports out-of-memory (rows_*) and raise MemoryError if it did."""
+    """Run a kernel that reports out-of-memory (rows_*, compose_backward) and raise MemoryError if it did."""
     if fn(name, dtype)(*args) != 0:
         raise MemoryError(f"sparse kernels: {name} could not allocate its scratch memory")
 
