@@ -17,10 +17,13 @@ batch 32) at q = 0.99, and LeNet-300-100 frozen at q = 0.99 (FreezeNet: only dL/
 
     python scripts/bench_sparse.py             # 24 step triples per case (a few minutes)
     python scripts/bench_sparse.py --only lenet5   # the cases of one model
+    python scripts/bench_sparse.py --aa        # also a second masked dense network: the noise floor
     python scripts/bench_sparse.py --quick     # 3 per case, fewer cases
 
 The last line is JSON: lenet300_q99_speedup and lenet5_q99_speedup (auto), min_auto_speedup (the
-smallest auto speed-up over all cases: auto should never make a step slower), `compiled` (whether the
+smallest auto speed-up over all cases: auto should never make a step slower), with `--aa` the range of
+a second masked dense network's speed-up over the first (`aa_ratio_range`: what two identical steps
+measure apart on this machine), `compiled` (whether the
 sparse products ran on the compiled kernels of kernels/native.c or, without a C compiler, on PyTorch's
 CSR operations; `SPARSE_EXP_NATIVE=0` forces the latter), and every case with the layers auto put on
 sparse kernels.
@@ -81,21 +84,22 @@ def stepper(name: str, shape, q: float, mode: str, kernels: str):
     return step, plan, losses
 
 
-def bench(name: str, shape, batch: int, q: float, mode: str, triples: int) -> dict:
-    runs = {kind: stepper(name, shape, q, mode, kind) for kind in KINDS}
+def bench(name: str, shape, batch: int, q: float, mode: str, triples: int, aa: bool = False) -> dict:
+    kinds = KINDS + (("off_again",) if aa else ())  # a second masked dense network: the noise floor
+    runs = {kind: stepper(name, shape, q, mode, kind.removesuffix("_again")) for kind in kinds}
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(batch, *shape, generator=gen)
     y = torch.randint(0, 10, (batch,), generator=gen)
     for _ in range(3):  # warm-up; auto measures the products in the first of these steps
-        for kind in KINDS:
+        for kind in kinds:
             runs[kind][0](x, y)
     for _ in range(60):  # auto's whole-step trial (kernels/trial.py: 3 plans x ROUNDS steps at most), as in a run
         if runs["auto"][1].settled:
             break
-        for kind in KINDS:
+        for kind in kinds:
             runs[kind][0](x, y)
-    cpu = {kind: [] for kind in KINDS}
-    orders = list(itertools.permutations(KINDS))  # every kind runs after every other equally often: a step
+    cpu = {kind: [] for kind in kinds}
+    orders = list(itertools.permutations(kinds))  # every kind runs after every other equally often: a step
     # after `on`'s large im2col buffers meets colder caches than one after a dense step
     for k in range(triples):
         for kind in orders[k % len(orders)]:
@@ -116,6 +120,7 @@ def bench(name: str, shape, batch: int, q: float, mode: str, triples: int) -> di
         "auto_sparse": {n: [p for p in ("forward", "grad_input", "grad_weight") if r.get(p) == "sparse"]
                         for n, r in layers.items() if any(r.get(p) == "sparse" for p in ("forward", "grad_input", "grad_weight"))},
         "densities": {n: round(r["density"], 5) for n, r in layers.items() if "density" in r},
+        **({"aa_ratio": med["off"] / med["off_again"]} if aa else {}),
     }
 
 
@@ -124,25 +129,30 @@ def main() -> None:
     ap.add_argument("--triples", type=int, default=24, help="timed (off, auto, on) step triples per case")
     ap.add_argument("--quick", action="store_true", help="3 triples, three cases")
     ap.add_argument("--only", choices=sorted({c[0] for c in CASES}), help="the cases of this model only")
+    ap.add_argument("--aa", action="store_true", help="time a second masked dense network too (the noise floor)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     cases, triples = (QUICK, 3) if args.quick else (CASES, args.triples)
     cases = [c for c in cases if args.only in (None, c[0])]
     results = []
     for name, shape, batch, q, mode in cases:
-        r = bench(name, shape, batch, q, mode, triples)
+        r = bench(name, shape, batch, q, mode, triples, args.aa)
         results.append(r)
         sparse = "; ".join(f"{n.rsplit('.', 1)[0]} {'/'.join(p)}" for n, p in r["auto_sparse"].items()) or "none"
         print(f"{name:<9} q={q:<6} {mode:<6} batch {batch:>3}: step masked dense {r['dense_step_ms']:8.2f} ms, "
               f"auto {r['auto_step_ms']:8.2f} ms ({r['auto_speedup']:.2f}x), on {r['on_step_ms']:8.2f} ms "
-              f"({r['on_speedup']:.2f}x) | auto plan {r['auto_plan']}, sparse: {sparse}", flush=True)
+              f"({r['on_speedup']:.2f}x)" + (f", a second dense network {r['aa_ratio']:.2f}x" if args.aa else "") +
+              f" | auto plan {r['auto_plan']}, sparse: {sparse}", flush=True)
 
     def pick(model, q, mode="prune"):
         return next((r["auto_speedup"] for r in results if (r["model"], r["q"], r["mode"]) == (model, q, mode)), None)
 
     print(json.dumps({"lenet300_q99_speedup": pick("lenet300", 0.99), "lenet5_q99_speedup": pick("lenet5", 0.99),
                       "min_auto_speedup": min(r["auto_speedup"] for r in results), "threads": 1,
-                      "compiled": native.lib() is not None, "cases": results}))
+                      "compiled": native.lib() is not None,
+                      **({"aa_ratio_range": [min(r["aa_ratio"] for r in results), max(r["aa_ratio"] for r in results)]}
+                         if args.aa else {}),
+                      "cases": results}))
 
 
 if __name__ == "__main__":
