@@ -24,8 +24,10 @@ call of native.c's `kept_sgd`, entry by entry the same arithmetic; and the hook 
 parameter of the optimizer too (biases, BatchNorm, dense or masked layers not on kept entries: their
 gradient as the enforcer left it, all entries, SGD's own arithmetic): a small network's step is then a
 few calls instead of SGD's handful of tensor operations per parameter, each costing several
-microseconds of dispatch (bench_sparse.py: LeNet-300-100's biases took 0.24 ms a step in SGD's loop). Not used: with Adam/AdamW (their per-parameter step counters and moments stay
-dense), for FreezeNet-WD (frozen entries decay too) and with `trainer.sparse_kernels=off`.
+microseconds of dispatch (bench_sparse.py: LeNet-300-100's biases took 0.24 ms a step in SGD's loop).
+
+Not used: with Adam/AdamW (their per-parameter step counters and moments stay dense), for FreezeNet-WD
+(frozen entries decay too) and with `trainer.sparse_kernels=off`.
 """
 from __future__ import annotations
 
