@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from sparse_exp.kernels import native
-from sparse_exp.kernels.csr import CSRStructure, transposed
+from sparse_exp.kernels.csr import CSRStructure
 
 pytestmark = pytest.mark.skipif(native.lib() is None, reason="no C compiler: the compiled kernels are not built here")
 
@@ -65,17 +65,6 @@ def test_column_layout_products(rows, cols, density, n, dtype):
     torch.testing.assert_close(s.mm(w, b, bias), w @ b + bias[:, None], **_tol(dtype))
     torch.testing.assert_close(s.mm_t(w, g), w.t() @ g, **_tol(dtype))
     torch.testing.assert_close(s.sampled(g, b, w), (g @ b.t()) * mask, **_tol(dtype))
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("shape", [(1, 1), (7, 30), (33, 17), (100, 784)])
-def test_transposed_copy_and_column_sums(shape, dtype):
-    x = torch.randn(shape, dtype=dtype)
-    t, sums = transposed(x, sums=True)
-    assert t.is_contiguous() and torch.equal(t, x.t())
-    torch.testing.assert_close(sums, x.sum(0), **_tol(dtype))
-    view = x.t()  # already laid out as the products want: returned as is, no copy
-    assert transposed(view)[0].data_ptr() == x.data_ptr()
 
 
 def test_build_is_cached_per_source_and_compiler(tmp_path, monkeypatch):

@@ -135,17 +135,3 @@ class CSRStructure:
         out.view(-1).scatter_(0, self.index, values)
         return out
 
-
-def transposed(x: torch.Tensor, sums: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """x^T of a 2D tensor as a contiguous tensor (the layout the products want), and with `sums` the column
-    sums of x (a linear layer's bias gradient from dL/dY, taken in the same pass where compiled)."""
-    t = x.t()
-    if t.is_contiguous():
-        return t, (x.sum(0) if sums else None)
-    if x.is_contiguous() and native.usable(x):
-        out = x.new_empty(x.shape[1], x.shape[0])
-        total = x.new_empty(x.shape[1]) if sums else None
-        native.fn("transpose", x.dtype)(x.shape[0], x.shape[1], x.data_ptr(), x.shape[1], out.data_ptr(),
-                                        native.ptr(total))
-        return out, total
-    return t.contiguous(), (x.sum(0) if sums else None)

@@ -166,24 +166,6 @@ CLONES void sampled_##S(int64_t rows, int64_t n, const int64_t *restrict crow, c
     }                                                                                                      \
 }                                                                                                          \
                                                                                                            \
-/* dst (cols, rows) = src^T for src (rows, cols) with row stride ld, in 16 x 16 tiles; with `sums`       \
-   also sums[c] = sum_r src[r, c] (a bias gradient from dL/dY). */                                        \
-CLONES void transpose_##S(int64_t rows, int64_t cols, const T *restrict src, int64_t ld, T *restrict dst, \
-                          T *restrict sums) {                                                             \
-    if (sums) memset(sums, 0, (size_t)cols * sizeof(T));                                                   \
-    for (int64_t i0 = 0; i0 < rows; i0 += 16) {                                                            \
-        const int64_t i1 = i0 + 16 < rows ? i0 + 16 : rows;                                                \
-        for (int64_t j0 = 0; j0 < cols; j0 += 16) {                                                        \
-            const int64_t j1 = j0 + 16 < cols ? j0 + 16 : cols;                                            \
-            for (int64_t i = i0; i < i1; i++)                                                              \
-                for (int64_t j = j0; j < j1; j++) dst[j * rows + i] = src[i * ld + j];                     \
-        }                                                                                                  \
-        if (sums)                                                                                          \
-            for (int64_t i = i0; i < i1; i++)                                                              \
-                for (int64_t j = 0; j < cols; j++) sums[j] += src[i * ld + j];                             \
-    }                                                                                                      \
-}                                                                                                          \
-                                                                                                           \
 /* One SGD step of the kept entries p[index[k]] (kernels/update.py has the same in PyTorch operations):   \
    g = grad[k] (+ fold p, the mask enforcer's weight decay) (negated if maximize) (+ wd p, SGD's own);    \
    b = g at the first step, else momentum b + (1 - dampening) g; d = g + momentum b (nesterov) or b;      \

@@ -2,7 +2,7 @@
 
 Why: at 1% density a layer's sparse products do little arithmetic, and PyTorch's CSR path spends most of
 a step in dispatching its small operations (bench_sparse.py; README, performance). native.c does each
-product, and the SGD step of a layer's kept entries, in one call.
+product, the SGD step of a parameter, and the interspace composition W = beta F and its backward, in one call.
 
 The shared library is cached under `$SPARSE_EXP_CACHE` (default `$XDG_CACHE_HOME/sparse-exp` or
 `~/.cache/sparse-exp`), named by a hash of the source, the compiler and the flags, and written by an atomic
@@ -39,7 +39,6 @@ _I64, _PTR, _F64, _INT = ctypes.c_int64, ctypes.c_void_p, ctypes.c_double, ctype
 SIGNATURES = {
     "csr_mm": [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR],
     "sampled": [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR],
-    "transpose": [_I64, _I64, _PTR, _I64, _PTR, _PTR],
     "kept_sgd": [_I64, _PTR, _PTR, _PTR, _PTR, _F64, _F64, _F64, _F64, _F64, _INT, _INT, _INT, _INT],
     "rows_mm": [_I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR],
     "rows_sampled": [_I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR],

@@ -388,7 +388,7 @@ def measure_products(kernel: LayerKernel, x: torch.Tensor) -> dict[str, tuple[fl
     gy = torch.randn_like(y)
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     # each sparse product is timed with the layout work it needs (dL/dY^T, the columns of x)
-    flat = (lambda s: products.flat_grad(gy, w)[0] if s else None)
+    flat = (lambda s: products.flat_grad(gy, w) if s else None)
     calls = {
         "forward": lambda s: products.forward(x, w, bias, structure, s),
         "grad_input": lambda s: products.grad_input(gy, flat(s), x, w, structure, s),

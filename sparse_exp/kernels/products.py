@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparse_exp.kernels import native
-from sparse_exp.kernels.csr import transposed
 
 PRODUCTS = ("forward", "grad_input", "grad_weight")
 
@@ -52,13 +51,13 @@ class LinearProducts:
 
     def columns(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """What the weight gradient reads of x: x (N, in) compiled, x^T (in, N) for PyTorch's CSR."""
-        return self.flat(x).contiguous() if self.compiled(x, w) else transposed(self.flat(x))[0]
+        x2 = self.flat(x)
+        return x2.contiguous() if self.compiled(x, w) else x2.t().contiguous()
 
-    def flat_grad(self, gy: torch.Tensor, w: torch.Tensor, bias_grad: bool = False):
-        """dL/dY as the sparse products read it ((N, out) compiled, else (out, N)); with `bias_grad` also
-        dL/db where it comes with that pass (else None: the caller sums dL/dY)."""
+    def flat_grad(self, gy: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """dL/dY as the sparse products read it: (N, out) compiled, else (out, N)."""
         g = gy.reshape(-1, self.out_features)
-        return (g.contiguous(), None) if self.compiled(gy, w) else transposed(g, bias_grad)
+        return g.contiguous() if self.compiled(gy, w) else g.t().contiguous()
 
     def columns_mb(self, x: torch.Tensor) -> float:
         return x.numel() * x.element_size() / 2**20
@@ -109,9 +108,8 @@ class ConvProducts:
         cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # (B, c_in K^2, L)
         return cols.transpose(0, 1).reshape(cols.shape[1], -1)
 
-    def flat_grad(self, gy: torch.Tensor, w: torch.Tensor | None = None, bias_grad: bool = False):
-        """dL/dY as (c_out, B L), and None for the bias gradient (taken from dL/dY by the caller)."""
-        return gy.transpose(0, 1).reshape(self.out_channels, -1), None
+    def flat_grad(self, gy: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        return gy.transpose(0, 1).reshape(self.out_channels, -1)  # (c_out, B L)
 
     def columns_mb(self, x: torch.Tensor) -> float:
         """Size of the im2col columns of input x (c_in K^2 x B L values)."""
@@ -184,13 +182,12 @@ class SparseLayerFunction(torch.autograd.Function):
         sparse_gx = use["grad_input"] and ctx.needs_input_grad[0]
         sparse_gw = use["grad_weight"] and ctx.needs_input_grad[1] and not kernel.owner.dense_weight_grad
         want_gb = ctx.has_bias and ctx.needs_input_grad[2]
-        flat, gb = products.flat_grad(gy, weight, want_gb) if sparse_gx or sparse_gw else (None, None)
+        flat = products.flat_grad(gy, weight) if sparse_gx or sparse_gw else None
         if ctx.needs_input_grad[0]:
             gx = products.grad_input(gy, flat, x, weight, structure, sparse_gx)
         if ctx.needs_input_grad[1]:  # sparse COO where SGD steps this layer at its kept entries (kernels/update.py)
-            gw, gb_with_gw = products.grad_weight(gy, flat, x, weight, structure, sparse_gw, columns,
-                                                  kernel.sparse_grad(), want_gb and gb is None)
-            gb = gb if gb is not None else gb_with_gw
+            gw, gb = products.grad_weight(gy, flat, x, weight, structure, sparse_gw, columns, kernel.sparse_grad(),
+                                          want_gb)
         if want_gb and gb is None:
             gb = gy.sum(products.bias_dims(gy))
         return gx, gw, gb, None
