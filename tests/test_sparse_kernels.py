@@ -393,6 +393,15 @@ def test_training_on_sparse_kernels_equals_masked_dense_training(make_cfg, tmp_p
         assert run.kernels.installs > 1  # the structure was rebuilt at the mask updates
 
 
+def test_training_on_pytorchs_csr_operations_equals_masked_dense_training(make_cfg, tmp_path, monkeypatch):
+    """The same 200 steps without the compiled kernels (no C compiler, SPARSE_EXP_NATIVE=0)."""
+    monkeypatch.setitem(native._state, "lib", None)
+    dense, _ = _losses(make_cfg, tmp_path, "off", *CASES["snip_lenet300"])
+    sparse, run = _losses(make_cfg, tmp_path, "on", *CASES["snip_lenet300"])
+    assert not run.kernels.summary()["compiled"] and any(any(k.use.values()) for k in run.kernels.layers.values())
+    torch.testing.assert_close(sparse, dense, rtol=2e-4, atol=2e-5)
+
+
 def test_run_records_kernels_in_metrics(run_experiment):
     metrics, _ = run_experiment("model=lenet300", "method=snip", "method.compression=0.99", "trainer.sparse_kernels=auto")
     record = metrics["sparse_kernels"]
